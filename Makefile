@@ -1,0 +1,88 @@
+# Function Runner: one Makefile, no configure (STYLE.md §12).
+#   make          bin/fnrun and bin/fnrun-worker
+#   make check    every test, built with ASan+UBSan
+#   make run      install what is missing, build, serve the demo
+#   make bench    the figures of DESIGN.md §7
+CC      ?= cc
+PKGS    := libuv json-c yaml-0.1 sqlite3 libcurl libssl zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow
+CFLAGS  ?= -O2 -g
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -MMD -MP
+LDLIBS  := $(PKG_LIBS) -lwslay -lhttp_parser -lcrypto -ldl -lm -lpthread
+
+# O=DIR puts every build output under DIR (parallel work trees, CI).
+ifeq ($(SAN),1)
+BUILD   := $(if $(O),$(O)/san,build/san)
+BIN     := $(BUILD)/bin
+CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD   := $(if $(O),$(O)/rel,build/rel)
+BIN     := $(if $(O),$(O)/bin,bin)
+endif
+SANDIR  := $(if $(O),$(O)/san,build/san)
+
+LIB_SRC    := $(filter-out src/main.c,$(wildcard src/*.c))
+WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
+TEST_SRC   := $(wildcard tests/test_*.c) tests/main.c tests/testutil.c
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+all: $(BIN)/fnrun $(BIN)/fnrun-worker
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Isrc -Iworker -I$(BUILD)/tests -c $< -o $@
+
+$(BUILD)/libfnrun.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libworker.a: $(WORKER_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/fnrun: $(BUILD)/src/main.o $(BUILD)/libfnrun.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/fnrun-worker: $(BUILD)/worker/main.o $(BUILD)/libworker.a $(BUILD)/libfnrun.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The test runner lists every `Suite *suite_x(void)` found in tests/test_*.c.
+$(BUILD)/tests/suites.h: $(wildcard tests/test_*.c)
+	@mkdir -p $(dir $@)
+	grep -ho 'Suite \*suite_[a-z0-9_]*(void)' $^ | sed 's/(void)//; s/Suite \*//' | \
+		awk '{ print "SUITE(" $$1 ")" }' > $@
+
+$(BUILD)/tests/main.o: $(BUILD)/tests/suites.h
+
+$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libworker.a $(BUILD)/libfnrun.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
+
+# Tests exec the binaries in FNRUN_BIN and read examples/ and ../shared.
+check:
+	$(MAKE) SAN=1 all $(SANDIR)/tests/run
+	FNRUN_BIN=$(SANDIR)/bin ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(SANDIR)/tests/run $(TESTS)
+
+run: deps all
+	bin/fnrun serve
+
+deps:
+	@scripts/install-deps
+
+bench: all
+	bench/run
+
+format:
+	clang-format -i src/*.[ch] worker/*.[ch] tests/*.[ch]
+
+clean:
+	rm -rf build bin
+
+.PHONY: all check run deps bench format clean
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,37 @@
+/*
+ * util.h - allocation that dies on out-of-memory, strings, clocks, ids.
+ */
+#ifndef FNRUN_UTIL_H
+#define FNRUN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Never return NULL: on out-of-memory they log and abort (tmux xmalloc). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Caller frees the result. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds since the Unix epoch (wall clock). */
+int64_t util_now_ms(void);
+/* Monotonic milliseconds and nanoseconds, for durations. */
+uint64_t util_mono_ms(void);
+uint64_t util_mono_ns(void);
+/* Fills buf with n unpredictable bytes (getrandom). */
+void util_random(void *buf, size_t n);
+/* A UUID4 string with dashes into out[37]. */
+void util_uuid4(char out[37]);
+/* 32 lower-case hex digits (a UUID4 without dashes) into out[33]. */
+void util_uuid4_hex(char out[33]);
+/* 1 when s ends with suffix. */
+int util_ends_with(const char *s, const char *suffix);
+/*
+ * Creates dir and its parents (mode 0755). Returns 0 or -1 with errno set.
+ */
+int util_mkdirs(const char *dir);
+
+#endif
