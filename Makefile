@@ -60,7 +60,7 @@ $(BUILD)/tests/suites.h: $(wildcard tests/test_*.c)
 $(BUILD)/tests/main.o: $(BUILD)/tests/suites.h
 
 $(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libworker.a $(BUILD)/libfnrun.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check libpng)
 
 # Tests exec the binaries in FNRUN_BIN and read examples/ and ../shared.
 check:
