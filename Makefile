@@ -35,7 +35,7 @@ all: $(BIN)/fnrun $(BIN)/fnrun-worker
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Isrc -Iworker -I$(BUILD)/tests -c $< -o $@
+	$(CC) -Isrc -Iworker -I$(BUILD)/tests $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libfnrun.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^

@@ -98,6 +98,8 @@ const struct node_class *nodes_at(size_t i); /* registration order */
 /* /object_info's entry for one class. Caller owns the result. */
 struct json_object *nodes_object_info(const struct node_class *c);
 void nodes_reset(void);
+/* One input's spec as /object_info shows it: [TYPE, {options}]. Caller owns it. */
+struct json_object *nodes_input_spec(const struct node_input *in);
 
 /* --- Services the executor gives a running node (run.c). --- */
 
