@@ -1,12 +1,178 @@
 /*
- * main.c - fnrun: the gateway daemon and its command-line client.
+ * main.c - fnrun: the gateway daemon (`fnrun serve`), the registry checker
+ * (`fnrun check FILE`) and the command-line client (submit, jobs, job,
+ * cancel, functions; see cli.c).
  */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "registry.h"
+#include "server.h"
+#include "util.h"
+
+static const char serve_usage[] =
+	"usage: fnrun serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n"
+	"  --config FILE        registry (default: examples/registry.yaml beside the binary)\n"
+	"  --listen ADDR:PORT   default 127.0.0.1:8180 (or the registry's server.listen)\n"
+	"  --data DIR           store, outputs and logs (default ./data)\n"
+	"  --log-level LEVEL    error|warn|info|debug\n"
+	"  --time-scale X       multiply registry timeouts (tests use < 1)\n";
+
+/* The directory of this executable, for {bindir} and the default config. */
+static char *exe_dir(void)
+{
+	char buf[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+	char *slash;
+
+	if (n <= 0)
+		return xstrdup(".");
+	buf[n] = '\0';
+	slash = strrchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	return xstrdup(buf);
+}
+
+static char *default_config(const char *bindir)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof path, "%s/../examples/registry.yaml", bindir);
+	if (access(path, R_OK) == 0)
+		return realpath(path, NULL);
+	return xstrdup("examples/registry.yaml");
+}
+
+static int split_listen(const char *v, char **host, int *port)
+{
+	const char *colon = strrchr(v, ':');
+	char *end;
+	long p;
+
+	if (colon == NULL || colon == v)
+		return -1;
+	p = strtol(colon + 1, &end, 10);
+	if (*end || p < 0 || p > 65535)
+		return -1;
+	free(*host);
+	*host = xstrndup(v, (size_t)(colon - v));
+	*port = (int)p;
+	return 0;
+}
+
+/* Registry server: section first, then flags over it. */
+static int apply_registry_defaults(const char *listen_flag, const char *data_flag)
+{
+	struct err e = {0};
+	struct registry *r = registry_load(server.cfg.config_path, &e);
+	const struct reg_server *s;
+	const char *listen, *data;
+
+	if (r == NULL) {
+		fprintf(stderr, "fnrun: %s\n", e.msg);
+		return -1;
+	}
+	s = registry_server(r);
+	listen = listen_flag ? listen_flag : s->listen;
+	data = data_flag ? data_flag : s->data;
+	server.cfg.max_queue = s->max_queue;
+	server.cfg.max_body = s->max_body;
+	server.cfg.max_json_depth = (int)s->max_json_depth;
+	server.cfg.max_watchers = s->max_watchers;
+	if (listen && split_listen(listen, &server.cfg.listen_host, &server.cfg.listen_port) < 0) {
+		fprintf(stderr, "fnrun: --listen: expected ADDR:PORT, got \"%s\"\n", listen);
+		registry_free(r);
+		return -1;
+	}
+	if (util_mkdirs(data ? data : "data") < 0 ||
+	    (server.cfg.data_dir = realpath(data ? data : "data", NULL)) == NULL) {
+		fprintf(stderr, "fnrun: --data: cannot use %s: %s\n", data, strerror(errno));
+		registry_free(r);
+		return -1;
+	}
+	registry_free(r);
+	return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+		{"data", required_argument, NULL, 'd'},   {"log-level", required_argument, NULL, 'v'},
+		{"time-scale", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *listen = NULL, *data = NULL;
+	int c;
+
+	server.cfg.bindir = exe_dir();
+	server.cfg.listen_host = xstrdup("127.0.0.1");
+	server.cfg.listen_port = 8180;
+	server.cfg.stop_grace_ms = 5000;
+	server.cfg.max_attempts = 3;
+	server.cfg.time_scale = 1.0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': server.cfg.config_path = realpath(optarg, NULL);
+			if (server.cfg.config_path == NULL) {
+				fprintf(stderr, "fnrun: --config: %s: %s\n", optarg, strerror(errno));
+				return 2;
+			}
+			break;
+		case 'l': listen = optarg; break;
+		case 'd': data = optarg; break;
+		case 'v':
+			if (log_level_parse(optarg) < 0) {
+				fprintf(stderr, "fnrun: --log-level: expected error, warn, info or debug\n");
+				return 2;
+			}
+			log_init(log_level_parse(optarg), NULL);
+			break;
+		case 't': server.cfg.time_scale = atof(optarg);
+			if (server.cfg.time_scale <= 0) {
+				fprintf(stderr, "fnrun: --time-scale: expected a number above 0\n");
+				return 2;
+			}
+			break;
+		case 'h': fputs(serve_usage, stdout); return 0;
+		default: fputs(serve_usage, stderr); return 2;
+		}
+	}
+	if (server.cfg.config_path == NULL)
+		server.cfg.config_path = default_config(server.cfg.bindir);
+	if (apply_registry_defaults(listen, data) < 0)
+		return 1;
+	return server_run();
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	int n;
+
+	if (argc != 2) {
+		fputs("usage: fnrun check FILE\n", stderr);
+		return 2;
+	}
+	n = registry_check(argv[1], stderr);
+	if (n == 0)
+		printf("%s: ok\n", argv[1]);
+	return n == 0 ? 0 : 1;
+}
 
 int main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "usage: fnrun serve|check|submit ...\n");
-	return 2;
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "check") == 0)
+		return cmd_check(argc - 1, argv + 1);
+	return cli_main(argc, argv);
 }

@@ -1,0 +1,114 @@
+/*
+ * server.c - `fnrun serve`: loads the registry, opens the store, starts
+ * the scheduler and the API on one libuv loop, and shuts down on SIGTERM or
+ * SIGINT (stop accepting, stop model servers, close the store).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "events.h"
+#include "http.h"
+#include "httpc.h"
+#include "log.h"
+#include "registry.h"
+#include "scheduler.h"
+#include "server.h"
+#include "store.h"
+#include "util.h"
+
+struct server server;
+
+const char *server_path(const char *sub)
+{
+	static char path[PATH_MAX];
+
+	snprintf(path, sizeof path, "%s/%s", server.cfg.data_dir, sub);
+	return path;
+}
+
+static void on_httpc_freed(void *arg)
+{
+	uv_stop(server.loop);
+}
+
+static void on_http_closed(void *arg)
+{
+	server.http = NULL;
+}
+
+static void on_runners_stopped(void)
+{
+	log_info("model servers stopped");
+	events_shutdown();
+	if (server.http)
+		http_server_close(server.http, on_http_closed, NULL);
+	httpc_free(server.httpc, on_httpc_freed, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	log_info("shutting down signal=%d", signum);
+	uv_signal_stop(&server.sigterm);
+	uv_signal_stop(&server.sigint);
+	sched_stop(on_runners_stopped);
+}
+
+static int make_dirs(struct err *err)
+{
+	static const char *const subs[] = {"", "outputs", "logs", "runs"};
+
+	for (size_t i = 0; i < 4; i++)
+		if (util_mkdirs(server_path(subs[i])) < 0) {
+			err_set(err, ERR_IO, "cannot create %s: %s", server_path(subs[i]),
+				strerror(errno));
+			return -1;
+		}
+	return 0;
+}
+
+static int start(struct err *err)
+{
+	server.reg = registry_load(server.cfg.config_path, err);
+	if (server.reg == NULL || make_dirs(err) < 0)
+		return -1;
+	server.store = store_open(server_path("fnrun.db"), err);
+	if (server.store == NULL)
+		return -1;
+	server.httpc = httpc_new(server.loop, err);
+	if (server.httpc == NULL || sched_init(err) < 0)
+		return -1;
+	server.http = api_start(err);
+	return server.http ? 0 : -1;
+}
+
+int server_run(void)
+{
+	struct err e = {0};
+
+	signal(SIGPIPE, SIG_IGN);
+	server.loop = uv_default_loop();
+	server.started_ms = util_mono_ms();
+	if (start(&e) < 0) {
+		fprintf(stderr, "fnrun: %s\n", e.msg);
+		return 1;
+	}
+	log_info("listening addr=%s port=%d data=%s registry=%s", server.cfg.listen_host,
+		 http_server_port(server.http), log_q(server.cfg.data_dir),
+		 log_q(server.cfg.config_path));
+	uv_signal_init(server.loop, &server.sigterm);
+	uv_signal_init(server.loop, &server.sigint);
+	uv_signal_start(&server.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&server.sigint, on_signal, SIGINT);
+	uv_run(server.loop, UV_RUN_DEFAULT);
+	sched_shutdown();
+	store_close(server.store);
+	registry_free(server.reg);
+	log_info("stopped");
+	return 0;
+}
