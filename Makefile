@@ -26,7 +26,7 @@ SANDIR  := $(if $(O),$(O)/san,build/san)
 
 LIB_SRC    := $(filter-out src/main.c,$(wildcard src/*.c))
 WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
-TEST_SRC   := $(wildcard tests/test_*.c) tests/main.c tests/testutil.c
+TEST_SRC   := $(wildcard tests/*.c)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)

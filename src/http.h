@@ -63,14 +63,36 @@ struct http_config {
 	uint64_t header_timeout_ms; /* 0: 10 s; time to receive a full request head */
 	uint64_t idle_timeout_ms;   /* 0: 60 s; keep-alive idle time */
 	void *data;               /* user pointer, see http_req_data() */
+	/*
+	 * ComfyUI's default origin middleware. When set, a request carrying
+	 * both Host and Origin, whose Host names a loopback address (127/8,
+	 * ::1, localhost) and whose Origin host differs from it (ports
+	 * compared only when both carry one), gets 403 with an empty body
+	 * before routing; and any OPTIONS request is answered 200 with an
+	 * empty body, as that middleware does.
+	 */
+	int origin_guard;
+};
+
+/* Per-connection output and message caps; 0 keeps the default. */
+struct http_limits {
+	size_t stream_max_queued; /* bytes; 1 MiB: http_stream_write() gives -1 */
+	size_t ws_max_queued;     /* bytes; 4 MiB: ws_send_*() give -1 */
+	size_t ws_max_message;    /* bytes; 16 MiB: larger messages close 1009 */
 };
 
 /*
  * Binds and listens. Returns the server, or NULL with err set (bind failure,
- * bad address). The server keeps pointers into cfg->routes only.
+ * bad address); after a failure the loop must run once more to release the
+ * listening handle. The server keeps pointers into cfg->routes only.
  */
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_config *cfg,
 				    struct err *err);
+/*
+ * Overrides the limits for connections and upgrades made from now on.
+ * l is copied.
+ */
+void http_server_set_limits(struct http_server *s, const struct http_limits *l);
 /* The bound port (useful after port 0). */
 int http_server_port(const struct http_server *s);
 /* Connections open now. */
@@ -79,6 +101,7 @@ size_t http_server_conns(const struct http_server *s);
  * Stops listening, closes every connection, stream and WebSocket, and frees
  * the server once all handles are closed; then calls done(arg) if not NULL.
  * Pending requests are answered with nothing (their connections close).
+ * Stream and WebSocket on_close callbacks run before this returns.
  */
 void http_server_close(struct http_server *s, void (*done)(void *arg), void *arg);
 
