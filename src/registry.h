@@ -1,0 +1,260 @@
+/*
+ * registry.h - the registry: functions users call, the models that serve
+ * them, and the optional server section (DESIGN.md section 4).
+ *
+ * A registry is loaded from one YAML file into a fresh struct; loading
+ * never touches another registry, so a reload builds a new one and the
+ * caller swaps it in (jobs in flight keep the version they started on).
+ * A loaded registry is immutable: every pointer handed out is borrowed and
+ * valid until registry_free() of that registry.
+ *
+ * Invariants of a loaded registry:
+ *  1. Every model's function exists; its quality is a key of that function's
+ *     qualities or REG_QUALITY_AUTO.
+ *  2. Fallback chains stay within one function and never cycle.
+ *  3. Every bind names a param of the model's function and a node of the
+ *     model's workflow that has an `inputs` object.
+ *  4. Every function has at least one quality; default_quality indexes one.
+ *
+ * The catalog (registry_catalog) is what users see: it never names models,
+ * images, commands or runtimes.
+ *
+ * Structs below are read-only for callers. Fields marked private are used
+ * by registry.c and registry_parse.c only.
+ */
+#ifndef FNRUN_REGISTRY_H
+#define FNRUN_REGISTRY_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+
+/* A model whose tier is assigned later from measured speed and memory. */
+#define REG_QUALITY_AUTO (-1)
+
+enum reg_type { REG_STRING, REG_INT, REG_FLOAT, REG_BOOL, REG_ENUM };
+
+/* Phases that may carry a plain-language message (`messages:`). */
+enum reg_phase {
+	REG_PHASE_QUEUED,
+	REG_PHASE_PREPARING,
+	REG_PHASE_RUNNING,
+	REG_PHASE_FINISHING,
+	REG_PHASE_DONE,
+	REG_PHASE_FAILED,
+	REG_PHASE_CANCELLED,
+	REG_PHASE_COUNT
+};
+
+enum reg_output { REG_OUTPUT_IMAGE, REG_OUTPUT_AUDIO, REG_OUTPUT_VIDEO };
+
+enum reg_runtime { REG_RUNTIME_PROCESS, REG_RUNTIME_DOCKER, REG_RUNTIME_EXTERNAL };
+
+struct reg_param {
+	char *name;
+	int type;                /* enum reg_type */
+	int required;            /* 1: a request must give it */
+	int random;              /* 1: default is a random integer in [0, 2^53) */
+	struct json_object *def; /* default value of the param's type, or NULL */
+	int has_min, has_max;    /* int and float params only */
+	int64_t min_int, max_int; /* int bounds, inclusive */
+	double min_num, max_num;  /* float bounds, inclusive */
+	int64_t max_length;      /* string: most characters (code points); 0: none */
+	char **options;          /* enum: allowed values, file order */
+	size_t noptions;
+	char *description;       /* or NULL */
+};
+
+struct reg_quality {
+	char *key;            /* e.g. "high" */
+	char *label;          /* e.g. "Maximum Detail" */
+	int64_t typical_lo_s; /* typical run time, seconds, lower end */
+	int64_t typical_hi_s; /* typical run time, seconds, upper end */
+	char *description;    /* or NULL */
+};
+
+/* Private: enabled models of one quality, file order. */
+struct reg_route {
+	const struct reg_model **models;
+	size_t n;
+};
+
+struct reg_function {
+	char *name;                      /* e.g. "Create Image" */
+	char *description;               /* or NULL */
+	int output;                      /* enum reg_output, or -1 when not given */
+	struct reg_param *params;        /* file order */
+	size_t nparams;
+	struct reg_quality *qualities;   /* the ladder: cheapest first */
+	size_t nqualities;               /* >= 1 */
+	int default_quality;             /* index into qualities */
+	char *messages[REG_PHASE_COUNT]; /* NULL: the caller's generic text */
+	struct reg_route *routes;        /* private: one per quality */
+};
+
+/* One bind: the param's value is written to workflow[node].inputs[input]. */
+struct reg_bind {
+	char *param;
+	char *node;
+	char *input;
+};
+
+struct reg_model {
+	char *id;
+	const struct reg_function *function; /* same registry */
+	int quality;               /* index into function->qualities or REG_QUALITY_AUTO */
+	int runtime;               /* enum reg_runtime */
+	char **command;            /* argv, NULL-terminated, "{port}" and
+				    * "{bindir}", "{configdir}" not yet replaced; NULL if none */
+	size_t ncommand;
+	char *image;               /* docker: image reference */
+	char *url;                 /* external: base URL */
+	char **env;                /* "NAME=value" strings */
+	size_t nenv;
+	char *workflow_path;       /* as resolved against the registry's dir */
+	struct json_object *workflow; /* ComfyUI API-format template; never
+				       * modify it, registry_bind() copies */
+	struct reg_bind *binds;
+	size_t nbinds;
+	int64_t gpu_memory;        /* bytes reserved while running; 0: none */
+	int64_t priority;          /* 0..1000; lower is evicted first */
+	int64_t idle_timeout_ms;   /* stop after this long idle */
+	int64_t start_timeout_ms;  /* start to ready, at most */
+	int64_t step_timeout_ms;   /* no progress for this long means hung */
+	int64_t min_instances;
+	int64_t max_instances;
+	const struct reg_model *fallback; /* same function, or NULL */
+	int64_t weight;            /* A/B weight among a tier's models */
+	int enabled;
+};
+
+/* The optional `server:` section; defaults filled, flags override it. */
+struct reg_server {
+	char *listen;          /* "HOST:PORT", default "127.0.0.1:8180" */
+	char *data;            /* data directory, default "./data" */
+	int log_level;         /* enum log_level, default LOG_INFO */
+	int64_t gpu_vram;      /* bytes per GPU; 0: detect */
+	int64_t gpu_devices;   /* GPU count; 0: detect */
+	char *docker_socket;   /* or NULL: $DOCKER_HOST or the default */
+	char *models_dir;      /* shared read-only model dir, or NULL */
+	char *cache_dir;       /* cache volume dir, or NULL */
+	int64_t max_queue;     /* jobs queued at once, default 10000 */
+	int64_t max_body;      /* request body bytes, default 1 MiB */
+	int64_t max_json_depth; /* default 32 */
+	int64_t max_watchers;  /* SSE + WebSocket watchers, default 10000 */
+};
+
+/* Private: use the accessors below. */
+struct registry {
+	char *path;                    /* the file it was loaded from */
+	struct reg_function *functions; /* file order */
+	size_t nfunctions;
+	struct reg_model *models;      /* file order */
+	size_t nmodels;
+	struct reg_server server;
+};
+
+/*
+ * Loads and validates the registry at path (a workflow path is relative to
+ * the registry file's directory). Returns a new registry, or NULL with the
+ * first error (in file order) in err: ERR_INVALID for a bad file,
+ * "FILE:LINE:COL: path.to.key: what is wrong; what is allowed"; ERR_IO when
+ * it cannot be read. Caller owns the result; free with registry_free().
+ */
+struct registry *registry_load(const char *path, struct err *err);
+
+/*
+ * Validates the registry at path and writes every error, one per line in
+ * file order, to out (NULL: none written). Returns the number of errors;
+ * 0 means valid. Backs `fnrun check FILE`.
+ */
+int registry_check(const char *path, FILE *out);
+
+/* Frees r and everything it owns. NULL is a no-op. */
+void registry_free(struct registry *r);
+
+/* Lookups. Borrowed; NULL when missing or out of range. */
+const struct reg_function *registry_function(const struct registry *r, const char *name);
+const struct reg_model *registry_model(const struct registry *r, const char *id);
+size_t registry_function_count(const struct registry *r);
+const struct reg_function *registry_function_at(const struct registry *r, size_t i);
+size_t registry_model_count(const struct registry *r);
+const struct reg_model *registry_model_at(const struct registry *r, size_t i);
+const struct reg_server *registry_server(const struct registry *r);
+
+/*
+ * The index of quality key in f's ladder, or -1 when f has none of that
+ * name. A NULL key gives the function's default quality.
+ */
+int registry_quality_index(const struct reg_function *f, const char *key);
+/* The next cheaper quality than index q, or -1 at the bottom of the ladder. */
+int registry_quality_lower(const struct reg_function *f, int q);
+
+/*
+ * The enabled models serving quality index q of f, in file order, into
+ * *models (borrowed array). Returns their count: 0 when none serve it or q
+ * is out of range. Models of quality `auto` are not listed.
+ */
+size_t registry_route(const struct registry *r, const struct reg_function *f, int q,
+		      const struct reg_model *const **models);
+
+/* The plain-language message of a phase, or NULL when f gives none. */
+const char *registry_message(const struct reg_function *f, int phase);
+/* "queued", "preparing", ...; NULL when out of range. */
+const char *registry_phase_name(int phase);
+
+/*
+ * Checks a request's params against f: params must be an object (NULL is
+ * taken as {}); no unknown params; required ones present; JSON types strict
+ * (an int param rejects "12" and 1.5, a float accepts integers); ranges,
+ * lengths and options respected. A JSON null counts as not given.
+ * On success *out is a new object with the given values and the defaults
+ * (a `random` default draws an integer in [0, 2^53)), in f's param order;
+ * caller owns it (json_object_put). On failure returns -1 with ERR_INVALID,
+ * e.g. "params.width: must be an integer from 256 to 2048", and *out NULL.
+ */
+int registry_validate_params(const struct reg_function *f, const struct json_object *params,
+			     struct json_object **out, struct err *err);
+
+/*
+ * Deep-copies m's workflow template into *workflow and writes each bound
+ * param present in validated (from registry_validate_params) at its path.
+ * The template is left unchanged. Caller owns *workflow (json_object_put).
+ * Returns 0, or -1 with ERR_INVALID when validated is not an object.
+ */
+int registry_bind(const struct reg_model *m, const struct json_object *validated,
+		  struct json_object **workflow, struct err *err);
+
+/*
+ * The public catalog for GET /api/functions:
+ * {"functions": [{name, description?, output?, params: {NAME: {type,
+ * required, default? | random: true, min?, max?, max_length?, options?,
+ * description?}}, qualities: [{key, label, typical_seconds: [lo, hi],
+ * available}], default_quality}]}. Names no model, image, command or
+ * runtime. Caller owns the result (json_object_put).
+ */
+struct json_object *registry_catalog(const struct registry *r);
+
+/*
+ * Internal to registry.c and registry_parse.c: parses path into the zeroed
+ * r, appending every error to the list in *errs. Returns the error count.
+ */
+struct registry__errors {
+	struct registry__error {
+		size_t line, col; /* 1-based; 0 when the file has no position */
+		size_t seq;       /* order found, to keep the sort stable */
+		int code;         /* enum err_code */
+		char *msg;        /* full "FILE:LINE:COL: ..." text */
+	} *v;
+	size_t n;
+};
+size_t registry__parse(struct registry *r, const char *path, struct registry__errors *errs);
+/* What p accepts, e.g. "must be an integer from 256 to 2048". */
+void registry__describe(const struct reg_param *p, char *buf, size_t size);
+/* Characters (UTF-8 code points) in s. */
+size_t registry__utf8_len(const char *s);
+
+#endif
