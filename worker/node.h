@@ -68,11 +68,12 @@ struct node_input {
 	int multiline;              /* STRING shown as a text area */
 	int control_after_generate; /* INT seeds: the UI's "control_after_generate" */
 	const char *tooltip;        /* may be NULL */
+	const char *display;        /* UI hint such as "color"; may be NULL */
 };
 
 struct node_class {
 	const char *name;         /* class_type, e.g. "SaveImage" */
-	const char *display_name;
+	const char *display_name; /* NULL: null in /object_info, as ComfyUI's V3 nodes */
 	const char *category;     /* e.g. "image" */
 	const char *description;
 	const char *python_module; /* what /object_info shows, e.g. "nodes" */

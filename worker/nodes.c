@@ -83,6 +83,8 @@ static struct json_object *input_options(const struct node_input *in)
 		json_put(o, "multiline", json_object_new_boolean(1));
 	if (in->control_after_generate)
 		json_put(o, "control_after_generate", json_object_new_boolean(1));
+	if (in->display)
+		json_put(o, "display", json_str(in->display));
 	if (in->tooltip)
 		json_put(o, "tooltip", json_str(in->tooltip));
 	return o;
@@ -149,7 +151,7 @@ struct json_object *nodes_object_info(const struct node_class *c)
 	json_put(o, "output_is_list", islist);
 	json_put(o, "output_name", names);
 	json_put(o, "name", json_str(c->name));
-	json_put(o, "display_name", json_str(c->display_name ? c->display_name : c->name));
+	json_put(o, "display_name", c->display_name ? json_str(c->display_name) : NULL);
 	json_put(o, "description", json_str(c->description ? c->description : ""));
 	json_put(o, "python_module", json_str(c->python_module ? c->python_module : "nodes"));
 	json_put(o, "category", json_str(c->category ? c->category : ""));

@@ -902,6 +902,12 @@ int node_ctx_save_path(struct node_ctx *ctx, const char *prefix, const char *ext
 	size_t rl = strlen(root);
 
 	memset(out, 0, sizeof *out);
+	if (prefix[0] == '/') {
+		snprintf(errbuf, errlen,
+			 "**** ERROR: Saving image outside the output folder is not allowed.\n"
+			 " full_output_folder: %s\n         output_dir: %s\n", prefix, root);
+		return -1;
+	}
 	snprintf(out->subfolder, sizeof out->subfolder, "%.*s",
 		 slash ? (int)(slash - prefix) : 0, prefix);
 	snprintf(full, sizeof full, "%s/%s", root, out->subfolder);

@@ -1,0 +1,17 @@
+/*
+ * model_sim.h - the sim model: a fake text-to-image pipeline that makes
+ * real PNG-able pictures over N timed steps, for tests and benchmarks.
+ *
+ * SimTextEncode turns text into CONDITIONING; SimSampler "samples" with a
+ * libuv timer, reports progress per step and returns image_sim_render()'s
+ * picture. Its fail input (or the worker's --fail setting) makes it fail
+ * the ways real GPU workers do: CUDA OOM, a RuntimeError, a process killed
+ * mid-run, or a hang that ignores interrupts.
+ */
+#ifndef FNRUN_MODEL_SIM_H
+#define FNRUN_MODEL_SIM_H
+
+/* Registers SimTextEncode and SimSampler, then nodes_image_register(). */
+void model_sim_register(void);
+
+#endif
