@@ -53,9 +53,9 @@ static void on_runners_stopped(void)
 
 static void on_signal(uv_signal_t *s, int signum)
 {
+	if (server.stopping)
+		return; /* a second signal while shutting down changes nothing */
 	log_info("shutting down signal=%d", signum);
-	uv_signal_stop(&server.sigterm);
-	uv_signal_stop(&server.sigint);
 	sched_stop(on_runners_stopped);
 }
 

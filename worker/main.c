@@ -193,11 +193,13 @@ static void on_closed(void *arg)
 
 static void on_signal(uv_signal_t *s, int signum)
 {
+	static int stopping;
+
+	if (stopping++)
+		return; /* a second signal while shutting down changes nothing */
 	log_info("shutting down signal=%d", signum);
 	worker.interrupt = 1;
 	run_interrupt(); /* exec: sends SIGTERM to the command's process group */
-	uv_signal_stop(&worker.sigterm);
-	uv_signal_stop(&worker.sigint);
 	http_server_close(worker.http, on_closed, NULL);
 }
 
