@@ -261,8 +261,6 @@ static void set_state(struct sjob *sj, int to)
 	job_set_status(sj->job, to, util_now_ms());
 	job_set_str(&sj->job->message, phase_text(sj, status_phase[to]));
 	job_commit(sj);
-	log_info("job %s job=%s model=%s attempt=%d", job_status_name(to), sj->job->id,
-		 sj->job->model_id ? sj->job->model_id : "-", sj->job->attempt);
 	publish(sj, "state");
 }
 

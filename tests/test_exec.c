@@ -829,7 +829,8 @@ START_TEST(test_e2e_espeak)
 	struct tu_resp resp;
 	char path[600];
 
-	if (!have_program("espeak-ng") || worker_start(&w, "examples/worker-espeak.yaml") < 0)
+	ck_assert_msg(have_program("espeak-ng"), "espeak-ng is not installed");
+	if (worker_start(&w, "examples/worker-espeak.yaml") < 0)
 		return;
 	entry = wait_history(&w, post_prompt(&w, "EspeakTTS",
 					      "{\"text\": \"-- rm -rf / $(id)\", \"voice\": \"en-gb\", "
