@@ -1,0 +1,679 @@
+/*
+ * api.c - the user API's routes and handlers (DESIGN.md §3).
+ *
+ * Each handler answers its request exactly once. Every error goes through
+ * http_reply_error()/http_reply_err() (errors.c); a bad request queues
+ * nothing. Views of jobs come from events_job_view(), the same object the
+ * event streams carry, so the API never shows a model, runner or
+ * technical cause.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "api.h"
+#include "errors.h"
+#include "events.h"
+#include "http.h"
+#include "job.h"
+#include "json.h"
+#include "log.h"
+#include "registry.h"
+#include "scheduler.h"
+#include "server.h"
+#include "store.h"
+#include "util.h"
+
+#define API_LIST_DEFAULT 50
+#define API_LIST_MAX 200
+#define API_ID_MAX 64 /* bytes of a job id we look up at all */
+
+static void api_generate(struct http_req *req);
+static void api_job_get(struct http_req *req);
+static void api_job_post(struct http_req *req);
+static void api_jobs_list(struct http_req *req);
+static void api_events(struct http_req *req);
+static void api_functions(struct http_req *req);
+static void api_outputs(struct http_req *req);
+static void api_health(struct http_req *req);
+static void api_ready(struct http_req *req);
+static void api_metrics(struct http_req *req);
+
+/* max_body 0: the server's, server.cfg.max_body (set in api_start). */
+static const struct http_route routes[] = {
+	{"POST", "/api/generate", api_generate, 0, 0},
+	{"GET", "/api/jobs", api_jobs_list, 0, 0},
+	{"GET", "/api/jobs/", api_job_get, HTTP_ROUTE_PREFIX, 0},   /* {id}, {id}/events */
+	{"POST", "/api/jobs/", api_job_post, HTTP_ROUTE_PREFIX, 0}, /* {id}/cancel */
+	{"GET", "/api/events", api_events, 0, 0},
+	{"GET", "/api/functions", api_functions, 0, 0},
+	{"GET", "/api/outputs/", api_outputs, HTTP_ROUTE_PREFIX, 0},
+	{"GET", "/health", api_health, 0, 0},
+	{"GET", "/ready", api_ready, 0, 0},
+	{"GET", "/metrics", api_metrics, 0, 0},
+};
+
+struct http_server *api_start(struct err *err)
+{
+	struct http_config cfg = {
+		.host = server.cfg.listen_host,
+		.port = server.cfg.listen_port,
+		.routes = routes,
+		.nroutes = sizeof routes / sizeof routes[0],
+		.max_body = server.cfg.max_body > 0 ? (size_t)server.cfg.max_body : 0,
+		/*
+		 * A web page on another origin must not drive a daemon on
+		 * loopback from the user's browser (CSRF, DNS rebinding).
+		 */
+		.origin_guard = 1,
+	};
+
+	return http_server_new(server.loop, &cfg, err);
+}
+
+/* ---- POST /api/generate: parsing ---- */
+
+static const char *const generate_fields[] = {
+	"function", "quality", "params", "priority", "idempotency_key",
+};
+
+static int check_fields(struct json_object *o, struct err *err)
+{
+	json_object_object_foreach(o, key, val) {
+		int known = 0;
+
+		(void)val;
+		for (size_t i = 0; i < sizeof generate_fields / sizeof generate_fields[0]; i++)
+			known |= strcmp(key, generate_fields[i]) == 0;
+		if (!known) {
+			err_set(err, ERR_INVALID,
+				"%.64s: unknown field; allowed: function, quality, params, "
+				"priority, idempotency_key",
+				key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* "a, b, c" of the catalog's function names into b. */
+static void function_names(const struct registry *reg, struct buf *b)
+{
+	for (size_t i = 0; i < registry_function_count(reg); i++)
+		buf_printf(b, "%s%s", i ? ", " : "", registry_function_at(reg, i)->name);
+}
+
+static void quality_keys(const struct reg_function *f, struct buf *b)
+{
+	for (size_t i = 0; i < f->nqualities; i++)
+		buf_printf(b, "%s%s", i ? ", " : "", f->qualities[i].key);
+}
+
+static int parse_function(const struct registry *reg, struct json_object *o,
+			  struct api_generate *out, struct err *err)
+{
+	struct json_object *v = json_get(o, "function");
+	const char *name = json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+								    : NULL;
+	struct buf names;
+
+	out->fn = name ? registry_function(reg, name) : NULL;
+	if (out->fn != NULL)
+		return 0;
+	buf_init(&names, 4096);
+	function_names(reg, &names);
+	if (v == NULL) /* absent or JSON null */
+		err_set(err, ERR_INVALID, "function: is required; available: %s",
+			names.data ? names.data : "none");
+	else if (name == NULL)
+		err_set(err, ERR_INVALID, "function: must be a string; available: %s",
+			names.data ? names.data : "none");
+	else
+		err_set(err, ERR_INVALID, "function: unknown function \"%.80s\"; available: %s",
+			name, names.data ? names.data : "none");
+	buf_cleanup(&names);
+	return -1;
+}
+
+static int parse_quality(struct json_object *o, struct api_generate *out, struct err *err)
+{
+	struct json_object *v = json_get(o, "quality"); /* NULL also for JSON null */
+	const char *key = NULL;
+	struct buf keys;
+	int rc = -1;
+
+	buf_init(&keys, 1024);
+	quality_keys(out->fn, &keys);
+	if (v != NULL && !json_object_is_type(v, json_type_string)) {
+		err_set(err, ERR_INVALID, "quality: must be a string; allowed: %s", keys.data);
+		goto out;
+	}
+	key = v ? json_object_get_string(v) : NULL;
+	out->quality = registry_quality_index(out->fn, key);
+	if (out->quality < 0)
+		err_set(err, ERR_INVALID, "quality: unknown quality \"%.40s\" of %s; allowed: %s",
+			key, out->fn->name, keys.data);
+	else
+		rc = 0;
+out:
+	buf_cleanup(&keys);
+	return rc;
+}
+
+static int parse_priority(struct json_object *o, struct api_generate *out, struct err *err)
+{
+	struct json_object *v = json_get(o, "priority");
+	int64_t p;
+
+	out->priority = API_PRIORITY_DEFAULT;
+	if (v == NULL)
+		return 0; /* absent or JSON null */
+	p = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+	if (p < 0 || p > API_PRIORITY_MAX) {
+		err_set(err, ERR_INVALID, "priority: must be an integer from 0 to %d",
+			API_PRIORITY_MAX);
+		return -1;
+	}
+	out->priority = (int)p;
+	return 0;
+}
+
+/* Characters (UTF-8 code points) in s. */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+static int parse_idem(struct json_object *o, struct api_generate *out, struct err *err)
+{
+	struct json_object *v = json_get(o, "idempotency_key");
+	const char *s;
+	size_t n;
+
+	if (v == NULL)
+		return 0; /* absent or JSON null */
+	s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+	n = s ? utf8_chars(s) : 0;
+	if (s == NULL || n < 1 || n > API_IDEM_MAX ||
+	    strlen(s) != (size_t)json_object_get_string_len(v)) {
+		err_set(err, ERR_INVALID,
+			"idempotency_key: must be a string of 1 to %d characters", API_IDEM_MAX);
+		return -1;
+	}
+	out->idem = xstrdup(s);
+	return 0;
+}
+
+static int parse_body(const struct registry *reg, struct json_object *o,
+		      struct api_generate *out, struct err *err)
+{
+	if (!json_object_is_type(o, json_type_object)) {
+		err_set(err, ERR_INVALID,
+			"the request body must be a JSON object such as "
+			"{\"function\": \"...\", \"params\": {...}}");
+		return -1;
+	}
+	if (check_fields(o, err) < 0 || parse_function(reg, o, out, err) < 0 ||
+	    parse_quality(o, out, err) < 0)
+		return -1;
+	if (registry_validate_params(out->fn, json_get(o, "params"), &out->params, err) < 0)
+		return -1;
+	if (parse_priority(o, out, err) < 0 || parse_idem(o, out, err) < 0)
+		return -1;
+	return 0;
+}
+
+int api_generate_parse(const struct registry *reg, const char *body, size_t len,
+		       int max_depth, struct api_generate *out, struct err *err)
+{
+	struct json_object *o = NULL;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (json_parse(body, len, max_depth > 0 ? max_depth : JSON_MAX_DEPTH, &o, err) < 0)
+		return -1;
+	rc = parse_body(reg, o, out, err);
+	json_object_put(o);
+	if (rc < 0)
+		api_generate_cleanup(out);
+	return rc;
+}
+
+void api_generate_cleanup(struct api_generate *g)
+{
+	json_object_put(g->params);
+	free(g->idem);
+	memset(g, 0, sizeof *g);
+}
+
+/* ---- POST /api/generate ---- */
+
+static struct json_object *int_or_null(int64_t v)
+{
+	return v >= 0 ? json_int(v) : NULL;
+}
+
+/* {job_id, status, queue_position, eta_seconds} of a just-submitted job. */
+static struct json_object *submit_view(const struct job *j)
+{
+	const struct sjob *sj = sched_find(j->id);
+	struct json_object *o = json_object_new_object();
+	int64_t pos = sj ? sched_position(sj) : -1;
+	int64_t eta = sj ? sched_eta(sj) : (job_status_terminal(j->status) ? 0 : -1);
+
+	json_put(o, "job_id", json_str(j->id));
+	json_put(o, "status", json_str(job_status_name(sj ? sj->job->status : j->status)));
+	json_put(o, "queue_position", int_or_null(pos));
+	json_put(o, "eta_seconds", int_or_null(eta));
+	return o;
+}
+
+/* 0 when the registry and store are there; else answers 503 and -1. */
+static int api_ready_or_reply(struct http_req *req)
+{
+	struct err err = {0};
+
+	if (server.reg != NULL && server.store != NULL)
+		return 0;
+	err_set(&err, ERR_UNAVAILABLE, "registry or job store not loaded");
+	http_reply_err(req, &err);
+	return -1;
+}
+
+static void api_generate(struct http_req *req)
+{
+	struct api_generate g;
+	struct err err = {0};
+	const struct job *j = NULL;
+	struct json_object *o;
+	const char *body;
+	size_t len;
+	int existed = 0;
+
+	if (api_ready_or_reply(req) < 0)
+		return;
+	body = http_req_body(req, &len);
+	if (api_generate_parse(server.reg, body, len, server.cfg.max_json_depth, &g, &err) < 0) {
+		http_reply_err(req, &err);
+		return;
+	}
+	/* params stay ours: the scheduler keeps its own reference. */
+	if (sched_submit(g.fn, g.quality, g.params, g.priority, g.idem, &j, &existed, &err) < 0) {
+		api_generate_cleanup(&g);
+		http_reply_err(req, &err);
+		return;
+	}
+	api_generate_cleanup(&g);
+	o = submit_view(j);
+	http_reply_json(req, existed ? 200 : 202, o);
+	json_object_put(o);
+}
+
+/* ---- /api/jobs/{id}[/...] ---- */
+
+/*
+ * Splits "ID" or "ID/ACTION" into id and *action (borrowed from rest; ""
+ * when none). Returns -1 for an empty or over-long id.
+ */
+static int split_job_path(const char *rest, char id[API_ID_MAX + 1], const char **action)
+{
+	const char *slash = strchr(rest, '/');
+	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+
+	*action = slash ? slash + 1 : "";
+	if (n == 0 || n > API_ID_MAX)
+		return -1;
+	memcpy(id, rest, n);
+	id[n] = '\0';
+	return 0;
+}
+
+static void reply_not_found(struct http_req *req)
+{
+	http_reply_error(req, 404, "NOT_FOUND", NULL, NULL);
+}
+
+/* Answers with the job's view, or its lookup error. */
+static void reply_view(struct http_req *req, int status, const char *id)
+{
+	struct err err = {0};
+	struct json_object *view = events_view_find(id, &err);
+
+	if (view == NULL) {
+		http_reply_err(req, &err);
+		return;
+	}
+	http_reply_json(req, status, view);
+	json_object_put(view);
+}
+
+static void api_job_get(struct http_req *req)
+{
+	char id[API_ID_MAX + 1];
+	const char *action, *ids[1];
+
+	if (split_job_path(http_req_param(req), id, &action) < 0) {
+		reply_not_found(req);
+		return;
+	}
+	if (api_ready_or_reply(req) < 0)
+		return;
+	if (action[0] == '\0') {
+		reply_view(req, 200, id);
+		return;
+	}
+	if (strcmp(action, "events") != 0) {
+		reply_not_found(req);
+		return;
+	}
+	ids[0] = id;
+	events_open(req, ids, 1);
+}
+
+static void api_job_post(struct http_req *req)
+{
+	char id[API_ID_MAX + 1];
+	const char *action;
+	struct err err = {0};
+
+	if (split_job_path(http_req_param(req), id, &action) < 0 ||
+	    strcmp(action, "cancel") != 0) {
+		reply_not_found(req);
+		return;
+	}
+	if (api_ready_or_reply(req) < 0)
+		return;
+	/* A finished job is ERR_CONFLICT: 409 ALREADY_FINISHED. */
+	if (sched_cancel(id, &err) < 0) {
+		http_reply_err(req, &err);
+		return;
+	}
+	reply_view(req, 200, id);
+}
+
+/* ---- GET /api/jobs ---- */
+
+/* A decimal integer in [lo, hi] into *v; -1 when s is anything else. */
+static int parse_int_range(const char *s, long lo, long hi, long *v)
+{
+	char *end;
+
+	if (s == NULL || s[0] < '0' || s[0] > '9' || strlen(s) > 9)
+		return -1;
+	*v = strtol(s, &end, 10);
+	return *end == '\0' && *v >= lo && *v <= hi ? 0 : -1;
+}
+
+/* Reads ?status=&limit=&before=; answers 400 and returns -1 when bad. */
+static int list_query(struct http_req *req, int *status, long *limit, const char **before)
+{
+	const char *st = http_req_query(req, "status");
+	const char *lim = http_req_query(req, "limit");
+
+	*status = -1;
+	*limit = API_LIST_DEFAULT;
+	*before = http_req_query(req, "before");
+	if (*before != NULL && (*before)[0] == '\0')
+		*before = NULL;
+	if (st != NULL && st[0] != '\0')
+		*status = job_status_parse(st);
+	if (st != NULL && st[0] != '\0' && *status < 0) {
+		http_reply_error(req, 400, "INVALID_INPUT",
+				 "status: unknown status; allowed: queued, preparing, running, "
+				 "completed, failed, cancelled",
+				 "status");
+		return -1;
+	}
+	if (lim != NULL && parse_int_range(lim, 1, API_LIST_MAX, limit) < 0) {
+		http_reply_error(req, 400, "INVALID_INPUT",
+				 "limit: must be an integer from 1 to 200", "limit");
+		return -1;
+	}
+	return 0;
+}
+
+static struct json_object *list_view(const struct job *j)
+{
+	const struct sjob *sj = sched_find(j->id);
+
+	return sj ? events_job_view(sj->job, sj) : events_job_view(j, NULL);
+}
+
+static void api_jobs_list(struct http_req *req)
+{
+	struct err err = {0};
+	struct job **v = NULL;
+	struct json_object *o, *arr;
+	const char *before;
+	size_t n = 0;
+	long limit;
+	int status;
+
+	if (api_ready_or_reply(req) < 0 || list_query(req, &status, &limit, &before) < 0)
+		return;
+	/* One more than asked tells whether a next page exists. */
+	if (store_job_list(server.store, status, (int)limit + 1, before, &v, &n, &err) < 0) {
+		http_reply_err(req, &err);
+		return;
+	}
+	o = json_object_new_object();
+	arr = json_object_new_array();
+	for (size_t i = 0; i < n && i < (size_t)limit; i++)
+		json_object_array_add(arr, list_view(v[i]));
+	json_put(o, "jobs", arr);
+	json_put(o, "next", n > (size_t)limit ? json_str(v[limit - 1]->id) : NULL);
+	store_jobs_free(v, n);
+	http_reply_json(req, 200, o);
+	json_object_put(o);
+}
+
+/* ---- GET /api/events?jobs=a,b ---- */
+
+static void api_events(struct http_req *req)
+{
+	const char *q = http_req_query(req, "jobs");
+	const char *ids[EVENTS_MAX_JOBS + 1];
+	char *copy, *save = NULL;
+	size_t n = 0;
+
+	if (api_ready_or_reply(req) < 0)
+		return;
+	copy = xstrdup(q ? q : "");
+	for (char *t = strtok_r(copy, ",", &save); t != NULL && n <= EVENTS_MAX_JOBS;
+	     t = strtok_r(NULL, ",", &save))
+		ids[n++] = t;
+	/* n > EVENTS_MAX_JOBS or 0 is refused by events_open(). */
+	events_open(req, ids, n);
+	free(copy);
+}
+
+/* ---- GET /api/functions ---- */
+
+static void api_functions(struct http_req *req)
+{
+	struct json_object *cat;
+
+	if (api_ready_or_reply(req) < 0)
+		return;
+	cat = registry_catalog(server.reg);
+	http_reply_json(req, 200, cat);
+	json_object_put(cat);
+}
+
+/* ---- GET /api/outputs/<job_id>/<file> ---- */
+
+static int rel_path_ok(const char *rel)
+{
+	const char *p = rel;
+
+	if (rel[0] == '\0' || rel[0] == '/')
+		return 0;
+	while (*p) {
+		size_t n = strcspn(p, "/");
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return 0;
+		p += n;
+		if (*p == '/')
+			p++;
+		if (*p == '\0' && p[-1] == '/')
+			return 0; /* a trailing slash names a directory */
+	}
+	return 1;
+}
+
+int api_output_path(const char *root, const char *rel, char *out, size_t size,
+		    struct err *err)
+{
+	char full[PATH_MAX], rroot[PATH_MAX], rfull[PATH_MAX];
+	struct stat st;
+	size_t rn;
+
+	if (!rel_path_ok(rel)) {
+		err_set(err, ERR_INVALID, "path: must be JOB_ID/FILE, without '..' or '/' at the start");
+		return -1;
+	}
+	if (snprintf(full, sizeof full, "%s/%s", root, rel) >= (int)sizeof full) {
+		err_set(err, ERR_INVALID, "path: too long");
+		return -1;
+	}
+	if (realpath(root, rroot) == NULL || realpath(full, rfull) == NULL ||
+	    stat(rfull, &st) < 0 || !S_ISREG(st.st_mode)) {
+		err_set(err, ERR_NOT_FOUND, "no such output");
+		return -1;
+	}
+	rn = strlen(rroot);
+	/* A symlink may point anywhere: the resolved path must stay inside. */
+	if (strncmp(rfull, rroot, rn) != 0 || rfull[rn] != '/' || strlen(rfull) >= size) {
+		err_set(err, ERR_NOT_FOUND, "no such output");
+		return -1;
+	}
+	memcpy(out, rfull, strlen(rfull) + 1);
+	return 0;
+}
+
+static const struct {
+	const char *ext;
+	const char *type;
+} content_types[] = {
+	{".png", "image/png"},         {".jpg", "image/jpeg"},     {".jpeg", "image/jpeg"},
+	{".webp", "image/webp"},       {".gif", "image/gif"},      {".wav", "audio/wav"},
+	{".mp3", "audio/mpeg"},        {".flac", "audio/flac"},    {".ogg", "audio/ogg"},
+	{".mp4", "video/mp4"},         {".webm", "video/webm"},    {".json", "application/json"},
+	{".txt", "text/plain; charset=utf-8"},
+};
+
+const char *api_content_type(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+
+	if (dot == NULL || strchr(dot, '/') != NULL)
+		return "application/octet-stream";
+	for (size_t i = 0; i < sizeof content_types / sizeof content_types[0]; i++)
+		if (strcasecmp(dot, content_types[i].ext) == 0)
+			return content_types[i].type;
+	return "application/octet-stream";
+}
+
+static void api_outputs(struct http_req *req)
+{
+	char root[PATH_MAX], path[PATH_MAX];
+	struct err err = {0};
+
+	snprintf(root, sizeof root, "%s", server_path("outputs"));
+	if (api_output_path(root, http_req_param(req), path, sizeof path, &err) < 0) {
+		http_reply_err(req, &err);
+		return;
+	}
+	http_reply_header(req, "X-Content-Type-Options", "nosniff");
+	/* An output never changes once written. */
+	http_reply_header(req, "Cache-Control", "private, max-age=86400");
+	if (http_reply_file(req, 200, path, api_content_type(path), &err) < 0)
+		http_reply_err(req, &err);
+}
+
+/* ---- health, readiness, metrics ---- */
+
+static void reply_status(struct http_req *req, int status, const char *state,
+			 const char *reason)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_put(o, "status", json_str(state));
+	if (reason != NULL)
+		json_put(o, "reason", json_str(reason));
+	if (status == 503)
+		http_reply_header(req, "Retry-After", "5");
+	http_reply_json(req, status, o);
+	json_object_put(o);
+}
+
+static void api_health(struct http_req *req)
+{
+	reply_status(req, 200, "ok", NULL);
+}
+
+/* Why the gateway cannot take jobs now, or NULL when it can. */
+static const char *not_ready_reason(void)
+{
+	if (server.stopping)
+		return "shutting down";
+	if (server.store == NULL)
+		return "the job store is not open";
+	if (server.reg == NULL)
+		return "no registry is loaded";
+	if (server.cfg.max_queue > 0 && sched_queued() >= (size_t)server.cfg.max_queue)
+		return "the job queue is full";
+	return NULL;
+}
+
+static void api_ready(struct http_req *req)
+{
+	const char *reason = not_ready_reason();
+
+	if (reason != NULL)
+		reply_status(req, 503, "not_ready", reason);
+	else
+		reply_status(req, 200, "ready", NULL);
+}
+
+static void metric(struct buf *b, const char *name, const char *type, const char *help,
+		   unsigned long long v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+}
+
+static void api_metrics(struct http_req *req)
+{
+	struct buf b;
+
+	buf_init(&b, 64 * 1024);
+	metric(&b, "fnrun_jobs_submitted_total", "counter", "Jobs accepted.",
+	       server.jobs_submitted);
+	metric(&b, "fnrun_jobs_completed_total", "counter", "Jobs completed.",
+	       server.jobs_completed);
+	metric(&b, "fnrun_jobs_failed_total", "counter", "Jobs failed.", server.jobs_failed);
+	metric(&b, "fnrun_jobs_cancelled_total", "counter", "Jobs cancelled.",
+	       server.jobs_cancelled);
+	metric(&b, "fnrun_jobs_retried_total", "counter", "Job attempts retried.",
+	       server.jobs_retried);
+	metric(&b, "fnrun_runners_started_total", "counter", "Model servers started.",
+	       server.runners_started);
+	metric(&b, "fnrun_runners_crashed_total", "counter", "Model servers that crashed.",
+	       server.runners_crashed);
+	metric(&b, "fnrun_jobs_queued", "gauge", "Jobs waiting in the queue.", sched_queued());
+	metric(&b, "fnrun_http_connections", "gauge", "Open HTTP connections.",
+	       server.http ? http_server_conns(server.http) : 0);
+	metric(&b, "fnrun_watchers", "gauge", "Open event streams.", events_watchers());
+	metric(&b, "fnrun_uptime_seconds", "gauge", "Seconds since the gateway started.",
+	       server.started_ms ? (util_mono_ms() - server.started_ms) / 1000 : 0);
+	http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+	buf_cleanup(&b);
+}

@@ -1,0 +1,67 @@
+/*
+ * api.h - the gateway's user API (DESIGN.md §3): the routes table and its
+ * handlers, served on server.cfg.listen_host:listen_port.
+ *
+ * How to add a route: one line in `routes[]` in api.c plus one handler
+ * `static void api_<name>(struct http_req *req)` that answers exactly once,
+ * with http_reply_json() or, for every error, http_reply_error() or
+ * http_reply_err() (errors.h).
+ */
+#ifndef FNRUN_API_H
+#define FNRUN_API_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+struct http_server;
+struct json_object;
+struct reg_function;
+struct registry;
+
+/*
+ * Binds server.cfg.listen_host:listen_port on server.loop and serves the
+ * routes. Returns the server (stored by the caller in server.http), or NULL
+ * with err set. Close with http_server_close().
+ */
+struct http_server *api_start(struct err *err);
+
+/* A POST /api/generate body, checked against the catalog. */
+struct api_generate {
+	const struct reg_function *fn; /* borrowed from the registry */
+	int quality;                   /* index into fn->qualities */
+	struct json_object *params;    /* validated with defaults; owned */
+	int priority;                  /* 0..10, default 5 */
+	char *idem;                    /* idempotency key, or NULL; owned */
+};
+
+#define API_PRIORITY_DEFAULT 5
+#define API_PRIORITY_MAX 10
+#define API_IDEM_MAX 200 /* characters in an idempotency key */
+
+/*
+ * Parses and validates a generate body of len bytes against reg: a JSON
+ * object nesting at most max_depth levels, with only the fields function,
+ * quality, params, priority and idempotency_key (a JSON null counts as not
+ * given). On success fills *out (free with api_generate_cleanup()). On
+ * failure returns -1 with ERR_INVALID and a message "FIELD: what is wrong;
+ * what is allowed" (the unknown function, quality or field named, the
+ * allowed ones listed), and *out holds nothing.
+ */
+int api_generate_parse(const struct registry *reg, const char *body, size_t len,
+		       int max_depth, struct api_generate *out, struct err *err);
+/* Frees what g owns; g may be reused. */
+void api_generate_cleanup(struct api_generate *g);
+
+/*
+ * Resolves rel ("<job_id>/<file>") under the directory root into out (an
+ * absolute path with no symlink left). Fails with ERR_INVALID for an empty,
+ * absolute or dotted ("..", ".", "//") path, and ERR_NOT_FOUND when it does
+ * not exist, is not a regular file or resolves outside root.
+ */
+int api_output_path(const char *root, const char *rel, char *out, size_t size,
+		    struct err *err);
+/* The Content-Type for a file name, by extension; a static string. */
+const char *api_content_type(const char *name);
+
+#endif

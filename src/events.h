@@ -1,0 +1,98 @@
+/*
+ * events.h - job events to watchers over Server-Sent Events (STACK.md §3).
+ *
+ * A watcher is one SSE stream watching one or more jobs. On open it gets
+ * `retry: 2000`, then the current state of each job (or, after a reconnect
+ * carrying Last-Event-ID, the events it missed when they are all still
+ * kept), then one event per change the scheduler publishes:
+ *
+ *   id: <monotonic seq>\nevent: state|progress\ndata: <one-line JSON view>\n\n
+ *
+ * Ids are one global sequence, so one Last-Event-ID resumes a stream that
+ * watches several jobs. A stream ends after every job it watches has sent a
+ * terminal state (completed, failed, cancelled). One shared timer sends
+ * `: ping` every 15 s to every stream. A stream whose unsent bytes pass
+ * 64 KiB is ended (a consumer too slow to keep up).
+ *
+ * Publishing costs one hash lookup plus one write per watcher of that job,
+ * whatever the number of other watchers. A job with no watcher keeps no
+ * state here. Loop thread only.
+ */
+#ifndef FNRUN_EVENTS_H
+#define FNRUN_EVENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+
+struct http_req;
+struct json_object;
+struct job;
+struct sjob;
+
+#define EVENTS_RING 32                /* events kept per watched job for replay */
+#define EVENTS_MAX_QUEUED (64 * 1024) /* bytes unsent before a stream is dropped */
+#define EVENTS_PING_MS 15000          /* heartbeat period */
+#define EVENTS_MAX_JOBS 100           /* jobs one stream may watch */
+
+/*
+ * Opens an SSE stream on req watching job_ids (1..EVENTS_MAX_JOBS ids,
+ * borrowed for the call). Each job is looked up live (sched_find) or in the
+ * store. Always answers req: returns 0 when the stream is open, or -1 after
+ * replying with an error (unknown job: 404 naming it; too many watchers:
+ * 503; bad id list: 400).
+ */
+int events_open(struct http_req *req, const char *const *job_ids, size_t n);
+
+/*
+ * Sends an event to every watcher of job_id and keeps it for replay. type
+ * is "state" or "progress"; view (borrowed) is events_job_view()'s object.
+ * A view whose status is terminal ends the streams that have nothing else
+ * left to watch. Does nothing when nobody watches the job.
+ */
+void events_publish(const char *job_id, const char *type, struct json_object *view);
+
+/* Streams open now. */
+size_t events_watchers(void);
+
+/*
+ * Ends every stream, closes the heartbeat timer and frees the replay rings.
+ * Call once at shutdown, before the loop's last run (the timer's close
+ * needs it). Streams' on_close still come from the HTTP layer afterwards
+ * and are harmless.
+ */
+void events_shutdown(void);
+
+/*
+ * The view of job id: live (sched_find) or from the store. Returns NULL
+ * with err set (ERR_NOT_FOUND for an unknown id, ERR_IO when the store
+ * fails). Caller owns the result (json_object_put).
+ */
+struct json_object *events_view_find(const char *id, struct err *err);
+
+/*
+ * The public view of a job, as GET /api/jobs/{id} and every event show it:
+ * {job_id, function, quality, quality_label, status, progress, message,
+ * queue_position (null unless queued), eta_seconds (null when unknown),
+ * outputs: [{url, kind, filename, thumbnail_url?}], error?: {code, message,
+ * suggestion, action}, created_at, started_at?, finished_at?} with ISO 8601
+ * UTC timestamps. Never names a model, runner or technical cause. sj (may
+ * be NULL) is the live job, which gives the queue position, the estimate
+ * and the function's quality labels; j is sj->job then. Caller owns the
+ * result (json_object_put).
+ */
+struct json_object *events_job_view(const struct job *j, const struct sjob *sj);
+
+/*
+ * Appends one event in the wire format above to b. Returns 0, or -1 when b
+ * is full. Exposed for tests.
+ */
+int events_format(struct buf *b, uint64_t seq, const char *type,
+		  const struct json_object *view);
+
+/* "2024-05-01T12:34:56.789Z" for ms since the epoch, into out. */
+void events_iso8601(int64_t ms, char out[32]);
+
+#endif
