@@ -69,6 +69,7 @@ struct http_server *api_start(struct err *err)
 		 * loopback from the user's browser (CSRF, DNS rebinding).
 		 */
 		.origin_guard = 1,
+		.error_body = errors_http_body,
 	};
 
 	return http_server_new(server.loop, &cfg, err);

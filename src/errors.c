@@ -144,3 +144,37 @@ void http_reply_err(struct http_req *req, const struct err *e)
 			  http_req_method(req), log_q(http_req_path(req)), r.code, log_q(e->msg));
 	http_reply_error(req, r.status, r.code, r.message, r.field[0] ? r.field : NULL);
 }
+
+/*
+ * Bodies for the answers the HTTP layer makes before any handler runs, in
+ * the same error shape as every other reply. Built once per status.
+ */
+const char *errors_http_body(int status, const char **content_type)
+{
+	static const struct {
+		int status;
+		const char *code, *message;
+	} map[] = {
+		{400, "INVALID_INPUT", "The request could not be read as HTTP."},
+		{404, "NOT_FOUND", "There is nothing at this address."},
+		{405, "INVALID_INPUT", "This address does not accept that method."},
+		{413, "TOO_LARGE", "The request body is larger than the server accepts."},
+		{431, "TOO_LARGE", "The request headers are too large."},
+		{503, "QUEUE_FULL", "The server is too busy to take this connection."},
+	};
+	static char *bodies[sizeof map / sizeof map[0]];
+
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+		if (map[i].status != status)
+			continue;
+		if (bodies[i] == NULL) {
+			struct json_object *o = json_object_new_object();
+			json_object_object_add(o, "error", errors_json(map[i].code, map[i].message, NULL));
+			bodies[i] = json_dumps(o);
+			json_object_put(o);
+		}
+		*content_type = "application/json; charset=utf-8";
+		return bodies[i];
+	}
+	return NULL;
+}

@@ -72,5 +72,11 @@ void http_reply_error(struct http_req *req, int status, const char *code,
  * (the technical text never reaches the client). The request is consumed.
  */
 void http_reply_err(struct http_req *req, const struct err *e);
+/*
+ * The body of a reply the HTTP layer makes itself (404, 405, 413, ...), in
+ * the error shape; static storage. NULL for other statuses. For
+ * http_config.error_body.
+ */
+const char *errors_http_body(int status, const char **content_type);
 
 #endif

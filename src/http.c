@@ -328,19 +328,34 @@ const struct http_limits *http_conn_limits(const struct http_conn *c)
 }
 
 /* Writes a whole response with a text body and no request behind it. */
+/*
+ * The body of an answer the layer makes itself (404, 405, 413, 431, ...):
+ * the server's error_body hook when set, else aiohttp's "404: Not Found".
+ */
+static const char *preset_body(const struct http_server *s, int status, char *buf,
+			       size_t size, const char **ctype)
+{
+	const char *b = s->cfg.error_body ? s->cfg.error_body(status, ctype) : NULL;
+
+	if (b)
+		return b;
+	*ctype = "text/plain; charset=utf-8";
+	snprintf(buf, size, "%d: %s", status, http_status_text(status));
+	return buf;
+}
+
 static void conn_send_simple(struct http_conn *c, int status)
 {
-	char body[96], fixed[64];
+	char tmp[96], fixed[64];
+	const char *ctype, *body = preset_body(c->srv, status, tmp, sizeof tmp, &ctype);
 	struct buf head;
 	uv_buf_t b[2];
 
-	snprintf(body, sizeof body, "%d: %s", status, http_status_text(status));
 	snprintf(fixed, sizeof fixed, "Content-Length: %zu\r\n", strlen(body));
 	buf_init(&head, HEAD_MAX);
-	head_build(&head, NULL, status, "text/plain; charset=utf-8", fixed,
-		   CONN_HDR_CLOSE);
+	head_build(&head, NULL, status, ctype, fixed, CONN_HDR_CLOSE);
 	b[0] = uv_buf_init(head.data, (unsigned)head.len);
-	b[1] = uv_buf_init(body, (unsigned)strlen(body));
+	b[1] = uv_buf_init((char *)body, (unsigned)strlen(body));
 	http_conn_write(c, b, 2);
 	buf_cleanup(&head);
 }
@@ -1034,15 +1049,15 @@ static void conn_fail(struct http_conn *c, enum http_errno e)
 
 static void reply_preset(struct http_req *r)
 {
-	static const char nf[] = "404: Not Found", na[] = "405: Method Not Allowed";
-	const char *tp = "text/plain; charset=utf-8";
+	char tmp[96];
+	const char *ctype, *body;
 
-	if (r->preset == 404)
-		http_reply(r, 404, tp, nf, sizeof nf - 1);
-	else if (r->preset == 405)
-		http_reply(r, 405, tp, na, sizeof na - 1);
-	else
+	if (r->preset != 404 && r->preset != 405) {
 		http_reply(r, r->preset, NULL, "", 0);
+		return;
+	}
+	body = preset_body(r->conn->srv, r->preset, tmp, sizeof tmp, &ctype);
+	http_reply(r, r->preset, ctype, body, strlen(body));
 }
 
 static void conn_dispatch(struct http_conn *c)

@@ -64,6 +64,12 @@ struct http_config {
 	uint64_t idle_timeout_ms;   /* 0: 60 s; keep-alive idle time */
 	void *data;               /* user pointer, see http_req_data() */
 	/*
+	 * Optional: the body (static text) of the answers the layer makes
+	 * itself (404, 405, 413, 431, 400, 503), with its content type. NULL
+	 * or a NULL result: aiohttp's plain "404: Not Found".
+	 */
+	const char *(*error_body)(int status, const char **content_type);
+	/*
 	 * ComfyUI's default origin middleware. When set, a request carrying
 	 * both Host and Origin, whose Host names a loopback address (127/8,
 	 * ::1, localhost) and whose Origin host differs from it (ports

@@ -170,9 +170,16 @@ static int cmd_check(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	int rc;
+
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return cmd_check(argc - 1, argv + 1);
-	return cli_main(argc, argv);
+	rc = cli_main(argc, argv);
+	if (rc == -1) {
+		cli_usage(stderr);
+		return 2;
+	}
+	return rc;
 }

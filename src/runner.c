@@ -540,6 +540,15 @@ void runner_assign(struct runner *r, struct sjob *sj)
 		sched_on_job_error(r, sj, JOBERR_TRANSPORT, NULL, e.msg);
 }
 
+static void on_interrupted(const struct httpc_resp *resp, void *ud)
+{
+	struct runner *r = ud;
+
+	r->call = NULL;
+	if (resp->status != 200)
+		log_warn("interrupt not accepted runner=%s status=%d", r->id, resp->status);
+}
+
 void runner_interrupt(struct runner *r)
 {
 	char url[192], body[160];
@@ -553,7 +562,8 @@ void runner_interrupt(struct runner *r)
 	o.url = url;
 	o.body = body;
 	o.body_len = strlen(body);
-	httpc_request(server.httpc, &o, NULL, NULL, &e);
+	if (r->call == NULL)
+		r->call = httpc_request(server.httpc, &o, on_interrupted, r, &e);
 }
 
 static const char *kind_of(const char *key, const char *filename)
