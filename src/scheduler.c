@@ -258,7 +258,8 @@ static void set_state(struct sjob *sj, int to)
 			  job_status_name(from), job_status_name(to));
 		return;
 	}
-	job_set_status(sj->job, to, util_now_ms());
+	if (from != to) /* queued again on another model keeps its status */
+		job_set_status(sj->job, to, util_now_ms());
 	job_set_str(&sj->job->message, phase_text(sj, status_phase[to]));
 	job_commit(sj);
 	publish(sj, "state");
