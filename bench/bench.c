@@ -1,0 +1,408 @@
+/*
+ * bench.c - `make bench`: the figures of DESIGN.md §7, measured on real
+ * processes over loopback. Prints; asserts nothing.
+ *
+ *   worker:  exec -> first 200 on /health; POST /prompt round trip;
+ *            POST /prompt -> execution_start on the WebSocket
+ *   gateway: submit -> the model server receives the prompt (warm runner);
+ *            completed jobs/s with zero-time sim jobs on several runners;
+ *            RSS idle and with 10,000 queued jobs
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "tws.h"
+
+static char dir[256];
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double pct(double *v, int n, double p)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return v[(int)((n - 1) * p + 0.5)];
+}
+
+static void report(const char *what, double *v, int n)
+{
+	printf("%-58s p50 %7.3f ms  p99 %7.3f ms  (n=%d)\n", what, pct(v, n, 0.5), pct(v, n, 0.99), n);
+}
+
+/* ---- a keep-alive HTTP/1.1 client on one socket ---- */
+
+static int kc_connect(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* One request; the response body (malloc'd) in *body. Returns the status or -1. */
+static int kc_request(int fd, const char *method, const char *path, const char *body, char **out)
+{
+	char head[512], *buf = NULL, *sep;
+	size_t len = 0, cap = 0, blen = body ? strlen(body) : 0;
+	long clen = -1;
+	int status = -1;
+
+	snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %zu\r\n\r\n", method, path, blen);
+	if (write(fd, head, strlen(head)) < 0 || (blen && write(fd, body, blen) < 0))
+		return -1;
+	for (;;) {
+		ssize_t r;
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 16384;
+			buf = realloc(buf, cap + 1);
+		}
+		r = read(fd, buf + len, cap - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		buf[len] = '\0';
+		sep = strstr(buf, "\r\n\r\n");
+		if (sep && clen < 0) {
+			char *cl = strcasestr(buf, "content-length:");
+			clen = cl ? atol(cl + 15) : 0;
+			sscanf(buf, "HTTP/1.1 %d", &status);
+		}
+		if (sep && (long)(len - (size_t)(sep + 4 - buf)) >= clen) {
+			if (out)
+				*out = strdup(sep + 4);
+			break;
+		}
+	}
+	free(buf);
+	return status;
+}
+
+static const char *sim_prompt =
+	"{\"1\": {\"class_type\": \"SimTextEncode\", \"inputs\": {\"text\": \"bench\"}},"
+	" \"2\": {\"class_type\": \"SimSampler\", \"inputs\": {\"conditioning\": [\"1\", 0],"
+	" \"seed\": %d, \"steps\": 1, \"width\": 64, \"height\": 64, \"step_ms\": 0, \"fail\": \"none\"}},"
+	" \"3\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"2\", 0], \"filename_prefix\": \"b\"}}}";
+
+static pid_t start_worker(int port, const char *sub)
+{
+	char p[16], out[512], tmp[512], in[512];
+	char *argv[] = {strdup(tu_bin("fnrun-worker")), "--model", "sim", "--step-ms", "0", "--port", p,
+			"--output-directory", out, "--temp-directory", tmp, "--input-directory", in,
+			"--log-level", "warn", NULL};
+
+	snprintf(p, sizeof p, "%d", port);
+	snprintf(out, sizeof out, "%s/%s/out", dir, sub);
+	snprintf(tmp, sizeof tmp, "%s/%s/tmp", dir, sub);
+	snprintf(in, sizeof in, "%s/%s/in", dir, sub);
+	return tu_spawn(argv, "/dev/null");
+}
+
+/* Waits on the socket for a text frame containing want. */
+static int ws_wait(struct tws *ws, const char *want, int ms)
+{
+	for (;;) {
+		int op;
+		char *data = NULL;
+		size_t n;
+		if (tws_recv(ws, ms, &op, &data, &n) != 0)
+			return -1;
+		if (op == 1 && strstr(data, want)) {
+			free(data);
+			return 0;
+		}
+		free(data);
+	}
+}
+
+/* One GET /health without the 10 ms naps of tu_wait_http. */
+static int health_ok(int port)
+{
+	struct tu_resp r;
+	int ok = tu_http(port, "GET", "/health", NULL, NULL, 0, &r) == 0 && r.status == 200;
+
+	if (r.headers || r.body)
+		tu_resp_free(&r);
+	return ok;
+}
+
+static void bench_worker(void)
+{
+	double cold[5], rt[300], start[50];
+	char body[2048], prompt[1024], *resp;
+	int port = 0, fd;
+	struct tws *ws;
+
+	for (int i = 0; i < 5; i++) {
+		double t0 = now_ms();
+		pid_t pid;
+		port = tu_free_port();
+		pid = start_worker(port, "cold");
+		while (!health_ok(port))
+			usleep(200);
+		cold[i] = now_ms() - t0;
+		tu_stop(pid, 2000);
+	}
+	report("worker cold start: exec -> first 200 on /health", cold, 5);
+
+	port = tu_free_port();
+	pid_t pid = start_worker(port, "w");
+	tu_wait_http(port, "/health", 200, 5000);
+	fd = kc_connect(port);
+	for (int i = 0; i < 300; i++) {
+		double t0;
+		snprintf(prompt, sizeof prompt, sim_prompt, i);
+		snprintf(body, sizeof body, "{\"prompt\": %s}", prompt);
+		t0 = now_ms();
+		kc_request(fd, "POST", "/prompt", body, NULL);
+		rt[i] = now_ms() - t0;
+	}
+	report("worker POST /prompt round trip (keep-alive)", rt, 300);
+	ws = tws_connect(port, "/ws?clientId=bench", 2000);
+	ws_wait(ws, "\"sid\"", 2000);
+	for (int i = 0; i < 50; i++) {
+		double t0;
+		/* Let the queue drain so each prompt starts at once. */
+		while (kc_request(fd, "GET", "/prompt", NULL, &resp) == 200 && !strstr(resp, "\"queue_remaining\": 0")) {
+			free(resp);
+			usleep(1000);
+		}
+		free(resp);
+		snprintf(prompt, sizeof prompt, sim_prompt, 1000 + i);
+		snprintf(body, sizeof body, "{\"prompt\": %s, \"client_id\": \"bench\"}", prompt);
+		t0 = now_ms();
+		kc_request(fd, "POST", "/prompt", body, NULL);
+		ws_wait(ws, "execution_start", 5000);
+		start[i] = now_ms() - t0;
+		ws_wait(ws, "\"node\": null", 5000);
+	}
+	report("worker POST /prompt -> execution_start", start, 50);
+	tws_close(ws);
+	close(fd);
+	tu_stop(pid, 2000);
+}
+
+static pid_t start_gateway(const char *registry, int port, const char *sub)
+{
+	char cfg[512], listen[64], data[512];
+	char *argv[] = {strdup(tu_bin("fnrun")), "serve", "--config", cfg, "--listen", listen,
+			"--data", data, "--log-level", "warn", NULL};
+
+	snprintf(cfg, sizeof cfg, "%s/%s.yaml", dir, sub);
+	tu_write_file(cfg, registry, strlen(registry));
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+	snprintf(data, sizeof data, "%s/%s-data", dir, sub);
+	pid_t pid = tu_spawn(argv, "/dev/null");
+	tu_wait_http(port, "/health", 200, 10000);
+	return pid;
+}
+
+static const char reg_head[] =
+	"server: {limits: {max_queue: 200000}}\n"
+	"functions:\n"
+	"  Create Image:\n"
+	"    params:\n"
+	"      prompt: {type: string, required: true}\n"
+	"      seed: {type: int, default: random}\n"
+	"    qualities:\n"
+	"      low: {label: Fast Preview, typical_seconds: [1, 2]}\n"
+	"models:\n"
+	"  img:\n"
+	"    function: Create Image\n"
+	"    quality: low\n"
+	"    workflow: wf.json\n"
+	"    bind: {prompt: \"1.inputs.text\", seed: \"2.inputs.seed\"}\n";
+
+static const char submit_body[] =
+	"{\"function\": \"Create Image\", \"params\": {\"prompt\": \"bench\"}}";
+
+static long metric(int port, const char *name)
+{
+	struct tu_resp r;
+	long v = -1;
+	char *p;
+
+	if (tu_http(port, "GET", "/metrics", NULL, NULL, 0, &r) == 0) {
+		char pat[128];
+		snprintf(pat, sizeof pat, "\n%s ", name);
+		p = strstr(r.body, pat);
+		if (p)
+			v = atol(p + strlen(pat));
+		tu_resp_free(&r);
+	}
+	return v;
+}
+
+static long rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof line, f))
+		if (strncmp(line, "VmRSS:", 6) == 0)
+			kb = atol(line + 6);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+static void bench_latency(void)
+{
+	char reg[4096];
+	double lat[200];
+	int wport = tu_free_port(), gport = tu_free_port(), fd;
+	pid_t w = start_worker(wport, "lat"), g;
+	struct tws *obs;
+
+	tu_wait_http(wport, "/health", 200, 5000);
+	snprintf(reg, sizeof reg, "%s    runtime: external\n    url: http://127.0.0.1:%d\n", reg_head, wport);
+	g = start_gateway(reg, gport, "lat");
+	fd = kc_connect(gport);
+	obs = tws_connect(wport, "/ws?clientId=observer", 2000);
+	ws_wait(obs, "\"sid\"", 2000);
+	for (int i = -5; i < 200; i++) {
+		double t0 = now_ms();
+		kc_request(fd, "POST", "/api/generate", submit_body, NULL);
+		/* The worker broadcasts status as soon as it has queued the prompt. */
+		ws_wait(obs, "\"queue_remaining\": 1", 5000);
+		if (i >= 0)
+			lat[i] = now_ms() - t0;
+		ws_wait(obs, "\"queue_remaining\": 0", 5000);
+		while (metric(gport, "fnrun_jobs_completed_total") < i + 6)
+			usleep(200);
+	}
+	report("gateway submit -> model server has the prompt (warm)", lat, 200);
+	tws_close(obs);
+	close(fd);
+	tu_stop(g, 5000);
+	tu_stop(w, 2000);
+}
+
+struct submitter {
+	int port, n;
+};
+
+static void *submit_loop(void *arg)
+{
+	struct submitter *s = arg;
+	int fd = kc_connect(s->port);
+
+	for (int i = 0; i < s->n; i++)
+		kc_request(fd, "POST", "/api/generate", submit_body, NULL);
+	close(fd);
+	return NULL;
+}
+
+static void bench_throughput(int runners, int jobs)
+{
+	char reg[4096];
+	int gport = tu_free_port();
+	pthread_t th[4];
+	struct submitter s = {gport, jobs / 4};
+	double t0, t1;
+	pid_t g;
+	long done;
+
+	snprintf(reg, sizeof reg,
+		 "%s    command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"0\", --cache-none, --log-level, warn, --port, \"{port}\"]\n"
+		 "    min_instances: %d\n    max_instances: %d\n", reg_head, runners, runners);
+	g = start_gateway(reg, gport, "tp");
+	/* Warm: every runner started and one job through. */
+	submit_loop(&(struct submitter){gport, runners});
+	while (metric(gport, "fnrun_jobs_completed_total") < runners)
+		usleep(1000);
+	t0 = now_ms();
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, submit_loop, &s);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	t1 = now_ms();
+	do {
+		usleep(2000);
+		done = metric(gport, "fnrun_jobs_completed_total");
+	} while (done < runners + 4L * s.n && now_ms() - t0 < 120000);
+	printf("gateway submit rate: %d jobs in %.0f ms = %.0f submits/s\n", 4 * s.n, t1 - t0,
+	       4 * s.n * 1000.0 / (t1 - t0));
+	printf("gateway throughput, zero-time sim jobs, %d runners: %ld jobs in %.0f ms = %.0f jobs/s, RSS %ld MB\n",
+	       runners, done - runners, now_ms() - t0, (done - runners) * 1000.0 / (now_ms() - t0),
+	       rss_kb(g) / 1024);
+	tu_stop(g, 5000);
+}
+
+static void bench_rss(int jobs)
+{
+	char reg[4096];
+	int gport = tu_free_port();
+	pthread_t th[4];
+	struct submitter s = {gport, jobs / 4};
+	pid_t g;
+	long idle;
+
+	/* A model that never becomes ready: every job stays queued. */
+	snprintf(reg, sizeof reg, "%s    command: [/bin/sleep, \"3600\", \"{port}\"]\n    start_timeout: 1h\n",
+		 reg_head);
+	g = start_gateway(reg, gport, "rss");
+	idle = rss_kb(g);
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, submit_loop, &s);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	printf("gateway RSS: idle %ld MB, with %ld queued jobs %ld MB\n", idle / 1024,
+	       metric(gport, "fnrun_jobs_queued"), rss_kb(g) / 1024);
+	tu_stop(g, 5000);
+}
+
+int main(void)
+{
+	char wf[512];
+	static const char workflow[] =
+		"{\"1\": {\"class_type\": \"SimTextEncode\", \"inputs\": {\"text\": \"x\"}},"
+		" \"2\": {\"class_type\": \"SimSampler\", \"inputs\": {\"conditioning\": [\"1\", 0],"
+		" \"seed\": 1, \"steps\": 1, \"width\": 64, \"height\": 64, \"step_ms\": 0, \"fail\": \"none\"}},"
+		" \"3\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"2\", 0], \"filename_prefix\": \"b\"}}}";
+
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+	snprintf(wf, sizeof wf, "%s/wf.json", dir);
+	tu_write_file(wf, workflow, strlen(workflow));
+	printf("fnrun bench (%s), %ld cores\n", tu_bindir(), sysconf(_SC_NPROCESSORS_ONLN));
+	bench_worker();
+	bench_latency();
+	bench_throughput(2, 4000);
+	bench_rss(10000);
+	tu_rmrf(dir);
+	return 0;
+}
