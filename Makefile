@@ -4,7 +4,7 @@
 #   make run      install what is missing, build, serve the demo
 #   make bench    the figures of DESIGN.md §7
 CC      ?= cc
-PKGS    := libuv json-c yaml-0.1 sqlite3 libcurl libssl zlib
+PKGS    := libuv json-c yaml-0.1 sqlite3 libcurl libssl zlib libpng
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow
@@ -26,7 +26,7 @@ SANDIR  := $(if $(O),$(O)/san,build/san)
 
 LIB_SRC    := $(filter-out src/main.c,$(wildcard src/*.c))
 WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
-TEST_SRC   := $(wildcard tests/*.c)
+TEST_SRC   := $(filter-out tests/fake_nvml.c,$(wildcard tests/*.c))
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -59,8 +59,13 @@ $(BUILD)/tests/suites.h: $(wildcard tests/test_*.c)
 
 $(BUILD)/tests/main.o: $(BUILD)/tests/suites.h
 
-$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libworker.a $(BUILD)/libfnrun.a
+$(BUILD)/tests/run: $(TEST_OBJ) $(BUILD)/libworker.a $(BUILD)/libfnrun.a | $(BUILD)/tests/libnvidia-ml.so.1
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check libpng)
+
+# The fake NVML test_nvml dlopens; no sanitizers in a dlopened library.
+$(BUILD)/tests/libnvidia-ml.so.1: tests/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -shared -fPIC -o $@ $<
 
 # Tests exec the binaries in FNRUN_BIN and read examples/ and ../shared.
 check:

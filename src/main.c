@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "nvml.h"
 #include "registry.h"
 #include "server.h"
 #include "util.h"
@@ -176,6 +177,8 @@ int main(int argc, char **argv)
 		return cmd_serve(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return cmd_check(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "gpus") == 0)
+		return cli_gpus(argc - 1, argv + 1);
 	rc = cli_main(argc, argv);
 	if (rc == -1) {
 		cli_usage(stderr);
