@@ -54,6 +54,9 @@ static const struct http_route routes[] = {
 	{"GET", "/health", api_health, 0, 0},
 	{"GET", "/ready", api_ready, 0, 0},
 	{"GET", "/metrics", api_metrics, 0, 0},
+	{"GET", "/api/admin/runners", api_admin_runners, 0, 0},
+	{"GET", "/api/admin/models", api_admin_models, 0, 0},
+	{"POST", "/api/admin/models/", api_admin_model_action, HTTP_ROUTE_PREFIX, 0}, /* {id}/start|stop|drain */
 };
 
 struct http_server *api_start(struct err *err)

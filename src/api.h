@@ -64,4 +64,11 @@ int api_output_path(const char *root, const char *rel, char *out, size_t size,
 /* The Content-Type for a file name, by extension; a static string. */
 const char *api_content_type(const char *name);
 
+struct http_req;
+
+/* The operator API (api_admin.c). */
+void api_admin_runners(struct http_req *req);
+void api_admin_models(struct http_req *req);
+void api_admin_model_action(struct http_req *req);
+
 #endif

@@ -42,12 +42,23 @@ static unsigned runner_seq;
 
 
 static void runner_fail(struct runner *r, const char *why);
+static void start_health(struct runner *r);
 
 const char *runner_state_name(int state)
 {
-	static const char *const names[] = {"starting", "ready", "busy", "stopping", "failed"};
+	static const char *const names[] = {"starting", "ready", "busy", "stopping", "failed",
+					    "draining"};
 
-	return state >= 0 && state <= RUNNER_FAILED ? names[state] : "?";
+	return state >= 0 && state <= RUNNER_DRAINING ? names[state] : "?";
+}
+
+void runner_set_state(struct runner *r, int to)
+{
+	if (r->state == to)
+		return;
+	log_info("runner state runner=%s model=%s from=%s to=%s", r->id, r->model_id,
+		 runner_state_name(r->state), runner_state_name(to));
+	r->state = to;
 }
 
 static int free_port(void)
@@ -85,9 +96,9 @@ static void on_timer_closed(uv_handle_t *h)
 }
 
 /* Reports the runner gone and releases its handles; frees it when all closed. */
-static void runner_destroy(struct runner *r, const char *why, int during_start)
+static void runner_destroy(struct runner *r, const char *why)
 {
-	sched_on_runner_gone(r, why, during_start);
+	sched_on_runner_gone(r, why, r->ready_ms == 0);
 	if (r->call) {
 		httpc_cancel(r->call);
 		r->call = NULL;
@@ -100,6 +111,7 @@ static void runner_destroy(struct runner *r, const char *why, int during_start)
 	}
 	uv_close((uv_handle_t *)&r->timer, on_timer_closed);
 	uv_close((uv_handle_t *)&r->watchdog, on_timer_closed);
+	uv_close((uv_handle_t *)&r->health, on_timer_closed);
 	if (r->ws)
 		wsc_close(r->ws);
 	maybe_free(r);
@@ -130,15 +142,15 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
 	if (state == RUNNER_FAILED)
 		return; /* runner_fail already reported it */
 	if (state == RUNNER_STOPPING) {
-		runner_destroy(r, "stopped", 0);
+		runner_destroy(r, "stopped");
 		return;
 	}
 	snprintf(why, sizeof why, "model server exited (status %lld, signal %d)",
 		 (long long)status, sig);
-	if (state == RUNNER_BUSY)
+	if (state == RUNNER_BUSY || state == RUNNER_DRAINING)
 		server.runners_crashed++;
-	r->state = RUNNER_FAILED;
-	runner_destroy(r, why, state == RUNNER_STARTING);
+	runner_set_state(r, RUNNER_FAILED);
+	runner_destroy(r, why);
 }
 
 /* Replaces {port}, {bindir} and {configdir} in one argument. Caller frees. */
@@ -172,18 +184,24 @@ static char *subst(const char *arg, int port)
 	return buf_steal(&b);
 }
 
-/* The environment of the child: ours plus the model's env entries. */
-static char **child_env(const struct reg_model *m)
+/*
+ * The environment of the child: ours, CUDA_VISIBLE_DEVICES pinning it to
+ * its GPU, then the model's env entries (which may override it).
+ */
+static char **child_env(const struct reg_model *m, const char *cuda)
 {
-	size_t n = 0;
+	size_t n = 0, k = 0;
 	char **env;
 
 	while (environ[n])
 		n++;
-	env = xcalloc(n + m->nenv + 1, sizeof *env);
-	memcpy(env, environ, n * sizeof *env);
+	env = xcalloc(n + m->nenv + 2, sizeof *env);
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "CUDA_VISIBLE_DEVICES=", 21) != 0)
+			env[k++] = environ[i];
+	env[k++] = (char *)cuda;
 	for (size_t i = 0; i < m->nenv; i++)
-		env[n + i] = m->env[i];
+		env[k++] = m->env[i];
 	return env;
 }
 
@@ -193,10 +211,12 @@ static int spawn(struct runner *r)
 	uv_process_options_t o = {0};
 	uv_stdio_container_t stdio[3];
 	char **argv = xcalloc(m->ncommand + 1, sizeof *argv);
-	char logpath[4096], cwd[4096];
-	char **env = child_env(m);
+	char logpath[4096], cwd[4096], cuda[48];
+	char **env;
 	int fd, rc;
 
+	snprintf(cuda, sizeof cuda, "CUDA_VISIBLE_DEVICES=%d", r->gpu);
+	env = child_env(m, cuda);
 	for (size_t i = 0; i < m->ncommand; i++)
 		argv[i] = subst(m->command[i], r->port);
 	snprintf(logpath, sizeof logpath, "%s/%s.log", server_path("logs"), r->id);
@@ -261,7 +281,8 @@ static void on_ws_open(struct wsc *w, void *ud)
 	struct runner *r = ud;
 
 	uv_timer_stop(&r->timer);
-	r->state = RUNNER_READY;
+	runner_set_state(r, RUNNER_READY);
+	start_health(r);
 	r->ready_ms = util_now_ms();
 	r->last_used_ms = r->ready_ms;
 	log_info("runner ready runner=%s model=%s start_ms=%lld", r->id, r->model_id,
@@ -280,7 +301,7 @@ static int is_mine(struct runner *r, struct json_object *data)
 {
 	const char *pid = prompt_of(data);
 
-	return r->job && r->state == RUNNER_BUSY && pid &&
+	return r->job && (r->state == RUNNER_BUSY || r->state == RUNNER_DRAINING) && pid &&
 	       json_object_is_type(json_get(data, "prompt_id"), json_type_string) &&
 	       r->job && r->job->job->remote_prompt_id &&
 	       strcmp(pid, r->job->job->remote_prompt_id) == 0;
@@ -315,7 +336,7 @@ static void on_ws_close(struct wsc *w, const struct err *why, void *ud)
 	int state = r->state;
 
 	r->ws = NULL;
-	if (state == RUNNER_READY || state == RUNNER_BUSY) {
+	if (state == RUNNER_READY || state == RUNNER_BUSY || state == RUNNER_DRAINING) {
 		/* A process runner's exit follows; an external one is gone now. */
 		if (r->external || r->pid == 0)
 			runner_fail(r, why->code ? why->msg : "websocket closed");
@@ -381,6 +402,55 @@ static void probe(struct runner *r)
 		uv_timer_start(&r->timer, on_probe_timer, PROBE_INTERVAL_MS, 0);
 }
 
+#define HEALTH_INTERVAL_MS 5000
+#define HEALTH_FAILURES_MAX 3
+
+static void on_health(const struct httpc_resp *resp, void *ud)
+{
+	struct runner *r = ud;
+
+	r->call = NULL;
+	if (resp->status == 200 || resp->status == 404) {
+		r->health_failures = 0;
+		return;
+	}
+	if (++r->health_failures >= HEALTH_FAILURES_MAX)
+		runner_fail(r, "health probe failed three times");
+}
+
+/* While ready and idle, a GET /health every few seconds catches a dead server. */
+static void on_health_timer(uv_timer_t *t)
+{
+	struct runner *r = t->data;
+	char url[192];
+	struct httpc_opts o = {.url = url, .timeout_ms = PROBE_TIMEOUT_MS, .connect_timeout_ms = 1000};
+	struct err e = {0};
+
+	if (r->state != RUNNER_READY || r->call)
+		return;
+	snprintf(url, sizeof url, "%s/health", r->base_url);
+	r->call = httpc_request(server.httpc, &o, on_health, r, &e);
+}
+
+static void start_health(struct runner *r)
+{
+	uint64_t ms = (uint64_t)(HEALTH_INTERVAL_MS * server.cfg.time_scale);
+
+	uv_timer_start(&r->health, on_health_timer, ms ? ms : 1, ms ? ms : 1);
+}
+
+void runner_drain(struct runner *r, const char *why)
+{
+	if (r->state == RUNNER_READY && r->job == NULL) {
+		runner_stop(r, why);
+		return;
+	}
+	if (r->state == RUNNER_BUSY || r->state == RUNNER_READY) {
+		log_info("runner draining runner=%s model=%s reason=%s", r->id, r->model_id, why);
+		runner_set_state(r, RUNNER_DRAINING);
+	}
+}
+
 static void on_watchdog(uv_timer_t *t)
 {
 	struct runner *r = t->data;
@@ -398,7 +468,7 @@ static int parse_url(struct runner *r, const char *url)
 	return 0;
 }
 
-struct runner *runner_start(const struct reg_model *m)
+struct runner *runner_start(const struct reg_model *m, int gpu)
 {
 	struct runner *r = xcalloc(1, sizeof *r);
 	struct err e = {0};
@@ -408,6 +478,7 @@ struct runner *runner_start(const struct reg_model *m)
 	r->model_id = xstrdup(m->id);
 	r->model = m;
 	r->state = RUNNER_STARTING;
+	r->gpu = gpu;
 	r->started_ms = util_now_ms();
 	if (m->runtime == REG_RUNTIME_EXTERNAL) {
 		r->external = 1;
@@ -427,9 +498,11 @@ struct runner *runner_start(const struct reg_model *m)
 	server.runners_started++;
 	uv_timer_init(server.loop, &r->timer);
 	uv_timer_init(server.loop, &r->watchdog);
+	uv_timer_init(server.loop, &r->health);
 	r->timer.data = r;
 	r->watchdog.data = r;
-	r->timers_open = 2;
+	r->health.data = r;
+	r->timers_open = 3;
 	probe(r);
 	return r;
 fail:
@@ -447,12 +520,12 @@ static void runner_fail(struct runner *r, const char *why)
 		return;
 	log_warn("runner failed runner=%s model=%s state=%s reason=%s", r->id, r->model_id,
 		 runner_state_name(state), log_q(why));
-	r->state = RUNNER_FAILED;
+	runner_set_state(r, RUNNER_FAILED);
 	if (r->pid > 0) {
 		kill(-r->pid, SIGKILL);
 		kill(r->pid, SIGKILL);
 	}
-	runner_destroy(r, why, state == RUNNER_STARTING);
+	runner_destroy(r, why);
 }
 
 static void on_grace(uv_timer_t *t)
@@ -471,10 +544,11 @@ void runner_stop(struct runner *r, const char *why)
 	if (r->state == RUNNER_STOPPING || r->state == RUNNER_FAILED)
 		return;
 	log_info("runner stopping runner=%s model=%s reason=%s", r->id, r->model_id, why);
-	r->state = RUNNER_STOPPING;
+	runner_set_state(r, RUNNER_STOPPING);
 	uv_timer_stop(&r->watchdog);
+	uv_timer_stop(&r->health);
 	if (r->external || r->pid == 0) {
-		runner_destroy(r, why, 0);
+		runner_destroy(r, why);
 		return;
 	}
 	kill(-r->pid, SIGTERM);
@@ -513,7 +587,7 @@ void runner_assign(struct runner *r, struct sjob *sj)
 	char url[192], *text;
 
 	r->job = sj;
-	r->state = RUNNER_BUSY;
+	runner_set_state(r, RUNNER_BUSY);
 	r->last_used_ms = util_now_ms();
 	uv_timer_stop(&r->timer);
 	if (registry_bind(r->model, sched_job_params(sj), &wf, &e) < 0) {

@@ -6,9 +6,12 @@
  * Runner lifecycle (one function per transition):
  *
  *   STARTING --probe ok + ws open (on_ws_open)--> READY <--> BUSY (runner_assign / runner_release)
+ *   READY/BUSY --runner_drain--> DRAINING (finishes its job, takes none) --runner_stop--> STOPPING
  *   STARTING --exit or start timeout (runner_fail)--> FAILED --> freed
- *   READY/BUSY --exit, hang (runner_fail)--> FAILED --> freed
- *   READY --idle timeout, shutdown (runner_stop)--> STOPPING --exit--> freed
+ *   READY/BUSY/DRAINING --exit, hang, failed health probes (runner_fail)--> FAILED --> freed
+ *   READY --idle timeout, eviction, shutdown (runner_stop)--> STOPPING --exit--> freed
+ *
+ * Every transition goes through runner_set_state(), which logs it.
  *
  * The scheduler owns the decisions; a runner reports through the sched_on_*
  * callbacks in sched.c. A runner is freed only after its process has exited
@@ -46,6 +49,7 @@ enum runner_state {
 	RUNNER_BUSY,
 	RUNNER_STOPPING,
 	RUNNER_FAILED,
+	RUNNER_DRAINING,
 };
 
 struct runner {
@@ -64,6 +68,11 @@ struct runner {
 	struct wsc *ws;
 	uv_timer_t timer;             /* probe, start timeout, idle stop */
 	uv_timer_t watchdog;          /* no message while busy for step_timeout */
+	uv_timer_t health;            /* periodic probe while ready */
+	int health_failures;          /* consecutive failed probes */
+	int gpu;                      /* GPU index it is pinned to */
+	int64_t reserved;             /* bytes of GPU memory it holds in the budget */
+	int64_t measured;             /* bytes NVML saw it use; 0 unknown */
 	int timers_open;              /* timer handles not yet closed */
 	struct httpc_call *call;      /* in-flight probe or submit */
 	struct fetch *fetch;          /* in-flight result fetch */
@@ -73,8 +82,15 @@ struct runner {
 	struct runner *next;          /* in the scheduler's list */
 };
 
-/* Starts a runner for model; NULL with a logged reason when it cannot spawn. */
-struct runner *runner_start(const struct reg_model *model);
+/*
+ * Starts a runner for model pinned to gpu (CUDA_VISIBLE_DEVICES for a
+ * process); NULL with a logged reason when it cannot spawn.
+ */
+struct runner *runner_start(const struct reg_model *model, int gpu);
+/* The one writer of r->state; logs the transition. */
+void runner_set_state(struct runner *r, int to);
+/* Takes no new job; stops once its current job (if any) has ended. */
+void runner_drain(struct runner *r, const char *why);
 /* Submits the job's bound workflow; the runner becomes BUSY. */
 void runner_assign(struct runner *r, struct sjob *sj);
 /* Asks the model server to stop the job's prompt. */

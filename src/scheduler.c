@@ -12,6 +12,7 @@
  * before anything acts on it, then published to watchers.
  */
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,10 +26,13 @@
 #include "server.h"
 #include "store.h"
 #include "util.h"
+#include "vram.h"
 
 #define HBUCKETS 65536
-#define START_FAILURES_MAX 3   /* consecutive start failures before giving up */
+#define FAILURES_MAX 3         /* consecutive failures before a model rests */
 #define COOLDOWN_MS 30000      /* a model that keeps failing rests this long */
+#define AGING_MS 30000         /* a job waiting this long may evict a busy model's idle runner */
+#define DRAIN_MS 60000         /* shutdown waits this long for running jobs */
 
 struct mstate {
 	const struct reg_model *model;
@@ -36,8 +40,12 @@ struct mstate {
 	size_t nqueued;
 	struct runner *runners;
 	int nrunners, nstarting;
-	int start_failures;          /* consecutive */
+	int failures;                /* consecutive start failures and crashes */
+	int restarts;                /* runners started to replace a failed one */
+	int held;                    /* operator stop/drain: start no runner until start */
 	int64_t retry_at_ms;         /* no new start before (backoff or cooldown) */
+	int64_t cooldown_until_ms;   /* resting after repeated failures */
+	int64_t measured;            /* bytes of GPU memory last measured; 0 unknown */
 	double avg_run_ms;           /* learned run time; 0 until a job completes */
 };
 
@@ -47,10 +55,14 @@ static struct sjob *table[HBUCKETS];
 static size_t nlive, nqueued_total;
 static uv_timer_t pump_timer;
 static int reconciling;          /* startup fetches still running */
+static uv_timer_t drain_timer;   /* shutdown: stop what is still running */
 static void (*stop_done)(void);
 static struct job *idem_hit;     /* a finished job returned for its idempotency key */
 
 static void pump(void);
+static void start_failure(struct mstate *m, const char *why);
+static void fall_back(struct mstate *m, const char *why);
+static void measure(struct runner *r, struct mstate *m);
 
 /* ---- the id table ---- */
 
@@ -312,6 +324,15 @@ static void add_tried(struct job *j, const char *model_id)
 	json_object_put(a);
 }
 
+/* 1 when the job already ran on model_id (its tried list names it). */
+static int tried(const struct job *j, const char *model_id)
+{
+	char quoted[300];
+
+	snprintf(quoted, sizeof quoted, "\"%s\"", model_id);
+	return strstr(j->tried_json, quoted) != NULL;
+}
+
 /* Back to a queue: the same model, or another (a fallback). */
 static void requeue(struct sjob *sj, const struct reg_model *to, const char *why)
 {
@@ -322,7 +343,10 @@ static void requeue(struct sjob *sj, const struct reg_model *to, const char *why
 		finish(sj, JOB_CANCELLED);
 		return;
 	}
-	if (sj->job->attempt + 1 >= sj->job->max_attempts) {
+	/* The attempt limit is per model: a fallback always gets its own try. */
+	if (sj->job->attempt + 1 >= sj->job->max_attempts &&
+	    (sj->job->model_id == NULL || strcmp(sj->job->model_id, to->id) == 0 ||
+	     tried(sj->job, to->id))) {
 		fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
 		return;
 	}
@@ -380,8 +404,7 @@ static void dispatch(struct mstate *m, struct runner *r)
 	runner_assign(r, sj);
 }
 
-static void start_failure(struct mstate *m, const char *why);
-
+/* A start failure or a crash: back off, and rest the model after several. */
 static int runners_alive(void)
 {
 	int n = 0;
@@ -394,35 +417,164 @@ static int runners_alive(void)
 static void check_stopped(void)
 {
 	if (stop_done && runners_alive() == 0) {
+		uv_timer_stop(&drain_timer);
 		void (*done)(void) = stop_done;
 		stop_done = NULL;
 		done();
 	}
 }
 
-static void pump_model(struct mstate *m)
+static int64_t need(const struct mstate *m)
 {
-	struct runner *r;
-	int64_t now = util_now_ms();
+	return m->measured > 0 ? m->measured : m->model->gpu_memory;
+}
 
-	while (m->head && (r = idle_runner(m)) != NULL)
-		dispatch(m, r);
-	if (server.stopping || now < m->retry_at_ms)
-		return;
-	if ((m->head == NULL || m->nstarting > 0 || m->nrunners >= m->model->max_instances) &&
-	    m->nrunners >= m->model->min_instances)
-		return;
-	if (m->nrunners >= m->model->max_instances || !m->model->enabled)
-		return;
-	r = runner_start(m->model);
+static void start_runner(struct mstate *m, int gpu, int64_t bytes)
+{
+	struct runner *r = runner_start(m->model, gpu);
+
 	if (r == NULL) {
 		start_failure(m, "the model server could not be started");
 		return;
 	}
+	vram_reserve(gpu, bytes);
+	r->reserved = bytes;
 	r->next = m->runners;
 	m->runners = r;
 	m->nrunners++;
 	m->nstarting++;
+}
+
+/* Tells the head job why it waits (published once per change). */
+static void waiting_for(struct mstate *m, const char *why)
+{
+	struct sjob *sj = m->head;
+
+	if (sj == NULL || (sj->job->message && strcmp(sj->job->message, why) == 0))
+		return;
+	job_set_str(&sj->job->message, why);
+	publish(sj, "state");
+}
+
+/* An idle runner of another model that may be stopped to make room. */
+static int evictable(const struct runner *r, const struct mstate *owner, int aged)
+{
+	if (r->state != RUNNER_READY || r->job != NULL || r->external)
+		return 0;
+	/* Anti-thrash: a model with work waiting keeps its runner unless we aged. */
+	return aged || (owner->head == NULL && owner->nrunners > owner->model->min_instances);
+}
+
+/* GPU memory held by runners that are stopping: it comes back soon. */
+static int64_t returning(int gpu)
+{
+	int64_t n = 0;
+
+	for (size_t i = 0; i < nmodels; i++)
+		for (struct runner *r = models[i].runners; r; r = r->next)
+			if (r->gpu == gpu && r->state == RUNNER_STOPPING)
+				n += r->reserved;
+	return n;
+}
+
+/* Victims on gpu g, lowest model priority first, then least recently used. */
+static size_t victims_on(int g, const struct mstate *m, int aged, struct runner **v, size_t max)
+{
+	size_t nv = 0;
+
+	for (size_t i = 0; i < nmodels; i++)
+		for (struct runner *r = models[i].runners; r && nv < max; r = r->next)
+			if (&models[i] != m && r->gpu == g && evictable(r, &models[i], aged))
+				v[nv++] = r;
+	for (size_t i = 1; i < nv; i++)
+		for (size_t k = i; k > 0; k--) {
+			struct runner *a = v[k - 1], *b = v[k];
+			if (a->model->priority < b->model->priority ||
+			    (a->model->priority == b->model->priority && a->last_used_ms <= b->last_used_ms))
+				break;
+			v[k - 1] = b;
+			v[k] = a;
+		}
+	return nv;
+}
+
+/*
+ * Finds a GPU where stopping idle runners frees `bytes`, and stops just
+ * enough of them. Returns 1 when room is being made, 0 when nothing can be
+ * evicted now (busy runners are never touched).
+ */
+static int make_room(struct mstate *m, int64_t bytes)
+{
+	int aged = m->head && util_now_ms() - m->head->queued_at_ms >=
+				      (int64_t)(AGING_MS * server.cfg.time_scale);
+
+	for (int g = 0; g < vram_count(); g++) {
+		struct runner *v[64];
+		size_t nv = victims_on(g, m, aged, v, 64);
+		int64_t avail = vram_free(g) + returning(g), could = avail;
+
+		for (size_t i = 0; i < nv; i++)
+			could += v[i]->reserved;
+		if (could < bytes)
+			continue;
+		for (size_t i = 0; i < nv && avail < bytes; i++) {
+			log_info("evicting runner=%s model=%s for model=%s need_mb=%lld", v[i]->id,
+				 v[i]->model_id, m->model->id, (long long)(bytes >> 20));
+			avail += v[i]->reserved;
+			runner_stop(v[i], "evicted to make room");
+		}
+		return 1;
+	}
+	return 0;
+}
+
+/* The head job moves to the fallback when that fits now and this model cannot. */
+static int fallback_fits(struct mstate *m)
+{
+	const struct reg_model *fb = m->model->fallback;
+	struct mstate *f = fb ? mstate_of(fb->id) : NULL;
+	struct sjob *sj = m->head;
+
+	if (f == NULL || sj == NULL || m->nrunners > 0 ||
+	    (vram_pick(need(f)) < 0 && idle_runner(f) == NULL))
+		return 0;
+	queue_remove(m, sj);
+	add_tried(sj->job, m->model->id);
+	job_set_str(&sj->job->model_id, fb->id);
+	log_info("job moved to a fallback that fits job=%s from=%s to=%s", sj->job->id,
+		 m->model->id, fb->id);
+	set_state(sj, JOB_QUEUED);
+	queue_push(f, sj);
+	pump();
+	return 1;
+}
+
+static void pump_model(struct mstate *m)
+{
+	struct runner *r;
+	int64_t bytes;
+	int want, gpu;
+
+	while (m->head && (r = idle_runner(m)) != NULL)
+		dispatch(m, r);
+	if (server.stopping || m->held || !m->model->enabled || util_now_ms() < m->retry_at_ms)
+		return;
+	want = m->nrunners < m->model->min_instances ||
+	       ((int64_t)m->nqueued > m->nstarting && m->nrunners < m->model->max_instances);
+	if (!want)
+		return;
+	bytes = need(m);
+	if (!vram_could_fit(bytes)) {
+		fall_back(m, "needs more GPU memory than any GPU has");
+		return;
+	}
+	gpu = vram_pick(bytes);
+	if (gpu >= 0) {
+		start_runner(m, gpu, bytes);
+		return;
+	}
+	if (!make_room(m, bytes) && !fallback_fits(m))
+		waiting_for(m, "Waiting for resources to free up");
 }
 
 static void on_pump(uv_timer_t *t)
@@ -461,17 +613,35 @@ static void fall_back(struct mstate *m, const char *why)
 	}
 }
 
+static void model_failed(struct mstate *m, const char *why)
+{
+	int64_t now = util_now_ms();
+
+	m->failures++;
+	log_warn("model failure model=%s failures=%d reason=%s", m->model->id, m->failures, log_q(why));
+	if (m->failures >= FAILURES_MAX) {
+		m->cooldown_until_ms = now + (int64_t)(COOLDOWN_MS * server.cfg.time_scale);
+		m->retry_at_ms = m->cooldown_until_ms;
+		log_warn("model resting model=%s cooldown_ms=%lld", m->model->id,
+			 (long long)(m->cooldown_until_ms - now));
+		fall_back(m, why);
+		return;
+	}
+	/* The first failure restarts at once; then 250 ms, 500 ms, ... */
+	m->retry_at_ms = now + (m->failures > 1 ? (int64_t)((125 << m->failures) * server.cfg.time_scale) : 0);
+	if (m->retry_at_ms > now)
+		uv_timer_start(&pump_timer, on_pump, (uint64_t)(m->retry_at_ms - now) + 1, 0);
+}
+
 static void start_failure(struct mstate *m, const char *why)
 {
-	m->start_failures++;
-	log_warn("model start failed model=%s failures=%d reason=%s", m->model->id,
-		 m->start_failures, log_q(why));
-	if (m->model->fallback || m->start_failures >= START_FAILURES_MAX) {
-		m->retry_at_ms = util_now_ms() + (int64_t)(COOLDOWN_MS * server.cfg.time_scale);
+	/* A model with a fallback does not keep its users waiting on retries. */
+	if (m->model->fallback && m->failures + 1 < FAILURES_MAX) {
+		m->failures++;
+		m->retry_at_ms = util_now_ms() + (int64_t)((250 << m->failures) * server.cfg.time_scale);
 		fall_back(m, why);
 	} else {
-		m->retry_at_ms = util_now_ms() + (int64_t)((250 << m->start_failures) * server.cfg.time_scale);
-		uv_timer_start(&pump_timer, on_pump, (uint64_t)(m->retry_at_ms - util_now_ms()) + 1, 0);
+		model_failed(m, why);
 	}
 	pump();
 }
@@ -481,7 +651,7 @@ void sched_on_ready(struct runner *r)
 	struct mstate *m = mstate_of(r->model_id);
 
 	m->nstarting--;
-	m->start_failures = 0;
+	measure(r, m);
 	arm_idle(r);
 	pump();
 }
@@ -490,6 +660,7 @@ void sched_on_runner_gone(struct runner *r, const char *why, int during_start)
 {
 	struct mstate *m = mstate_of(r->model_id);
 	struct sjob *sj = r->job;
+	int deliberate = r->state == RUNNER_STOPPING;
 
 	for (struct runner **pp = &m->runners; *pp; pp = &(*pp)->next)
 		if (*pp == r) {
@@ -497,14 +668,27 @@ void sched_on_runner_gone(struct runner *r, const char *why, int during_start)
 			break;
 		}
 	m->nrunners--;
+	vram_release(r->gpu, r->reserved);
+	r->reserved = 0;
 	r->job = NULL;
-	if (during_start) {
+	if (during_start)
 		m->nstarting--;
-		if (!server.stopping)
+	if (!deliberate && !server.stopping) {
+		if (during_start) {
 			start_failure(m, why);
+		} else {
+			m->restarts++;
+			model_failed(m, why);
+		}
 	}
-	if (sj && !server.stopping)
-		requeue(sj, m->model, why);
+	if (sj && !server.stopping) {
+		if (mstate_of(sj->job->model_id) == m && m->cooldown_until_ms > util_now_ms() && m->model->fallback) {
+			add_tried(sj->job, m->model->id);
+			requeue(sj, m->model->fallback, why);
+		} else {
+			requeue(sj, m->model, why);
+		}
+	}
 	if (server.stopping)
 		check_stopped();
 	pump();
@@ -514,12 +698,30 @@ void sched_on_runner_gone(struct runner *r, const char *why, int during_start)
 static void release(struct runner *r)
 {
 	r->job = NULL;
-	if (r->state == RUNNER_BUSY) {
-		r->state = RUNNER_READY;
-		r->last_used_ms = util_now_ms();
+	r->last_used_ms = util_now_ms();
+	if (r->state == RUNNER_DRAINING) {
+		runner_stop(r, "drained");
+	} else if (r->state == RUNNER_BUSY) {
+		runner_set_state(r, RUNNER_READY);
 		arm_idle(r);
 	}
 	pump();
+}
+
+/* Records what NVML saw the runner use; later placements use it. */
+static void measure(struct runner *r, struct mstate *m)
+{
+	int64_t used = r->pid > 0 ? vram_measure(r->gpu, r->pid) : -1;
+
+	if (used <= 0)
+		return;
+	r->measured = used;
+	m->measured = used;
+	if (used != r->reserved) {
+		vram_release(r->gpu, r->reserved);
+		vram_reserve(r->gpu, used);
+		r->reserved = used;
+	}
 }
 
 void sched_on_submitted(struct runner *r, struct sjob *sj, const char *pid)
@@ -551,7 +753,9 @@ void sched_on_done(struct runner *r, struct sjob *sj, struct json_object *output
 	sj->job->outputs_json = json_dumps(outputs);
 	json_object_put(outputs);
 	sj->job->progress = 100;
+	m->failures = 0;
 	finish(sj, JOB_COMPLETED);
+	measure(r, m);
 	release(r);
 }
 
@@ -605,8 +809,7 @@ void sched_on_job_error(struct runner *r, struct sjob *sj, int kind, const char 
 		requeue(sj, model, tech);
 		break;
 	}
-	if (kind == JOBERR_TRANSPORT && r->state == RUNNER_BUSY) {
-		r->state = RUNNER_READY;
+	if (kind == JOBERR_TRANSPORT && (r->state == RUNNER_BUSY || r->state == RUNNER_DRAINING)) {
 		runner_stop(r, "model server unreachable");
 		return;
 	}
@@ -628,7 +831,7 @@ static const struct reg_model *route(const struct reg_function *fn, int quality)
 
 	for (size_t i = 0; i < n; i++) {
 		struct mstate *m = mstate_of(v[i]->id);
-		if (m && now >= m->retry_at_ms)
+		if (m && now >= m->cooldown_until_ms)
 			return v[i];
 	}
 	for (size_t i = 0; i < n; i++)
@@ -674,6 +877,10 @@ int sched_submit(const struct reg_function *fn, int quality, struct json_object 
 			}
 			return 0;
 		}
+	}
+	if (server.stopping) {
+		err_set(err, ERR_UNAVAILABLE, "the server is shutting down");
+		return -1;
 	}
 	if ((int64_t)nqueued_total >= server.cfg.max_queue) {
 		err_set(err, ERR_FULL, "the queue is full (%lld jobs)", (long long)server.cfg.max_queue);
@@ -837,11 +1044,16 @@ int sched_init(struct err *err)
 	struct job **v = NULL;
 	size_t n = 0;
 
+	const struct reg_server *cfg = registry_server(server.reg);
+	const char *limit = getenv("VRAM_LIMIT");
+
+	vram_init(cfg->gpu_vram, cfg->gpu_devices, limit ? atoll(limit) : 0);
 	nmodels = registry_model_count(server.reg);
 	models = xcalloc(nmodels ? nmodels : 1, sizeof *models);
 	for (size_t i = 0; i < nmodels; i++)
 		models[i].model = registry_model_at(server.reg, i);
 	uv_timer_init(server.loop, &pump_timer);
+	uv_timer_init(server.loop, &drain_timer);
 	if (store_job_active(server.store, &v, &n, err) < 0)
 		return -1;
 	reconciling = 1;
@@ -854,13 +1066,39 @@ int sched_init(struct err *err)
 	return 0;
 }
 
+static void stop_all(const char *why)
+{
+	for (size_t i = 0; i < nmodels; i++)
+		for (struct runner *r = models[i].runners, *next; r; r = next) {
+			next = r->next;
+			runner_stop(r, why);
+		}
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+	log_warn("shutdown: jobs still running after the drain time; stopping their model servers");
+	stop_all("shutdown (drain time over)");
+}
+
+/*
+ * Graceful shutdown: no new jobs, idle runners stop now, busy ones finish
+ * their job first (at most DRAIN_MS); done() once every runner has exited.
+ * Queued jobs stay queued in the store for the next start.
+ */
 void sched_stop(void (*done)(void))
 {
 	server.stopping = 1;
 	stop_done = done;
 	for (size_t i = 0; i < nmodels; i++)
-		for (struct runner *r = models[i].runners; r; r = r->next)
-			runner_stop(r, "shutdown");
+		for (struct runner *r = models[i].runners, *next; r; r = next) {
+			next = r->next;
+			if (r->state == RUNNER_BUSY || r->state == RUNNER_DRAINING)
+				runner_drain(r, "shutdown");
+			else
+				runner_stop(r, "shutdown");
+		}
+	uv_timer_start(&drain_timer, on_drain_timeout, (uint64_t)(DRAIN_MS * server.cfg.time_scale), 0);
 	check_stopped();
 }
 
@@ -879,4 +1117,137 @@ void sched_shutdown(void)
 	models = NULL;
 	nmodels = 0;
 	uv_close((uv_handle_t *)&pump_timer, NULL);
+	uv_close((uv_handle_t *)&drain_timer, NULL);
+}
+
+/* ---- operator views and actions (the admin API) ---- */
+
+static void iso(int64_t ms, char out[32])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static struct json_object *runner_json(const struct runner *r)
+{
+	struct json_object *o = json_object_new_object();
+	char t[32];
+
+	json_put(o, "id", json_str(r->id));
+	json_put(o, "model", json_str(r->model_id));
+	json_put(o, "state", json_str(r->job && r->state == RUNNER_BUSY ? "busy" : runner_state_name(r->state)));
+	json_put(o, "gpu", json_int(r->gpu));
+	json_put(o, "memory_reserved", json_int(r->reserved));
+	json_put(o, "memory_measured", r->measured > 0 ? json_int(r->measured) : NULL);
+	json_put(o, "job", r->job ? json_str(r->job->job->id) : NULL);
+	json_put(o, "pid", r->pid ? json_int(r->pid) : NULL);
+	json_put(o, "url", json_str(r->base_url));
+	iso(r->started_ms, t);
+	json_put(o, "started_at", json_str(t));
+	iso(r->last_used_ms ? r->last_used_ms : r->started_ms, t);
+	json_put(o, "last_used", json_str(t));
+	json_put(o, "restarts", json_int(mstate_of(r->model_id) ? mstate_of(r->model_id)->restarts : 0));
+	return o;
+}
+
+struct json_object *sched_admin_runners(void)
+{
+	struct json_object *a = json_object_new_array(), *o = json_object_new_object();
+
+	for (size_t i = 0; i < nmodels; i++)
+		for (const struct runner *r = models[i].runners; r; r = r->next)
+			json_object_array_add(a, runner_json(r));
+	json_put(o, "runners", a);
+	return o;
+}
+
+static const char *model_state(const struct mstate *m)
+{
+	if (!m->model->enabled)
+		return "disabled";
+	if (m->cooldown_until_ms > util_now_ms())
+		return "cooldown";
+	if (m->held)
+		return "held";
+	return m->nrunners > 0 ? "running" : "stopped";
+}
+
+struct json_object *sched_admin_models(void)
+{
+	struct json_object *a = json_object_new_array(), *o = json_object_new_object(), *g;
+
+	for (size_t i = 0; i < nmodels; i++) {
+		const struct mstate *m = &models[i];
+		struct json_object *e = json_object_new_object();
+		json_put(e, "id", json_str(m->model->id));
+		json_put(e, "function", json_str(m->model->function->name));
+		json_put(e, "quality", json_str(m->model->quality >= 0 ? m->model->function->qualities[m->model->quality].key : "auto"));
+		json_put(e, "state", json_str(model_state(m)));
+		json_put(e, "runners", json_int(m->nrunners));
+		json_put(e, "starting", json_int(m->nstarting));
+		json_put(e, "queued", json_int((int64_t)m->nqueued));
+		json_put(e, "min_instances", json_int(m->model->min_instances));
+		json_put(e, "max_instances", json_int(m->model->max_instances));
+		json_put(e, "gpu_memory", json_int(m->model->gpu_memory));
+		json_put(e, "memory_measured", m->measured > 0 ? json_int(m->measured) : NULL);
+		json_put(e, "failures", json_int(m->failures));
+		json_put(e, "restarts", json_int(m->restarts));
+		json_put(e, "avg_run_ms", json_int((int64_t)m->avg_run_ms));
+		json_put(e, "fallback", m->model->fallback ? json_str(m->model->fallback->id) : NULL);
+		json_object_array_add(a, e);
+	}
+	json_put(o, "models", a);
+	g = json_object_new_array();
+	for (int i = 0; i < vram_count(); i++) {
+		const struct vram_gpu *v = vram_gpu(i);
+		struct json_object *e = json_object_new_object();
+		json_put(e, "index", json_int(v->index));
+		json_put(e, "name", json_str(v->name));
+		json_put(e, "budget", v->budget == VRAM_UNLIMITED ? NULL : json_int(v->budget));
+		json_put(e, "reserved", json_int(v->reserved));
+		json_object_array_add(g, e);
+	}
+	json_put(o, "gpus", g);
+	return o;
+}
+
+int sched_admin_action(const char *model_id, const char *action, struct err *err)
+{
+	struct mstate *m = mstate_of(model_id);
+
+	if (m == NULL) {
+		err_set(err, ERR_NOT_FOUND, "no model \"%s\"", model_id);
+		return -1;
+	}
+	log_info("operator action=%s model=%s", action, model_id);
+	if (strcmp(action, "start") == 0) {
+		int gpu = vram_pick(need(m));
+		m->held = 0;
+		m->cooldown_until_ms = m->retry_at_ms = 0;
+		m->failures = 0;
+		if (m->nrunners >= m->model->max_instances)
+			return 0;
+		if (gpu < 0) {
+			err_set(err, ERR_FULL, "not enough free GPU memory for %s", model_id);
+			return -1;
+		}
+		start_runner(m, gpu, need(m));
+		return 0;
+	}
+	if (strcmp(action, "stop") == 0 || strcmp(action, "drain") == 0) {
+		m->held = 1;
+		for (struct runner *r = m->runners, *next; r; r = next) {
+			next = r->next;
+			if (r->state == RUNNER_STARTING && strcmp(action, "stop") == 0)
+				runner_stop(r, "operator stop");
+			else
+				runner_drain(r, strcmp(action, "stop") == 0 ? "operator stop" : "operator drain");
+		}
+		return 0;
+	}
+	err_set(err, ERR_INVALID, "action: expected start, stop or drain");
+	return -1;
 }

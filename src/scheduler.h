@@ -67,6 +67,16 @@ size_t sched_queued(void);
 int64_t sched_eta(const struct sjob *sj);
 
 
+/* Operator views (GET /api/admin/runners, /models); caller owns the result. */
+struct json_object *sched_admin_runners(void);
+struct json_object *sched_admin_models(void);
+/*
+ * start: allow and start one runner now; drain: runners finish their job,
+ * take no new one, then stop, and none starts until `start`; stop: the
+ * same, and starting runners stop at once.
+ */
+int sched_admin_action(const char *model_id, const char *action, struct err *err);
+
 /* ---- Reports from runners (runner.c); the scheduler decides what follows. ---- */
 struct runner;
 

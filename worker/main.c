@@ -38,6 +38,8 @@ static const char usage[] =
 	"  --input-directory DIR     inputs (default ./input)\n"
 	"  --step-ms N               sim: time per sampler step (default 50)\n"
 	"  --fail MODE               sim: none|oom|error|crash|hang for every job\n"
+	"  --fail-once PATH          sim: --fail applies only while PATH does not exist;\n"
+	"                            the first failing job creates it (tests: fail once)\n"
 	"  --vram MB                 sim: GPU memory the model holds (default 2048)\n"
 	"  --vram-total MB           sim: device total reported (default 24576)\n"
 	"  --load-ms N               sim: model load time at start; /health says starting\n"
@@ -48,7 +50,7 @@ static const char usage[] =
 enum {
 	OPT_MODEL = 1, OPT_CONFIG, OPT_LISTEN, OPT_PORT, OPT_OUT, OPT_TEMP, OPT_IN,
 	OPT_STEP, OPT_FAIL, OPT_VRAM, OPT_VRAM_TOTAL, OPT_LOAD, OPT_UPLOAD, OPT_CACHE_NONE,
-	OPT_LOG, OPT_HELP,
+	OPT_LOG, OPT_HELP, OPT_FAIL_ONCE,
 };
 
 static const struct option options[] = {
@@ -61,6 +63,7 @@ static const struct option options[] = {
 	{"input-directory", required_argument, NULL, OPT_IN},
 	{"step-ms", required_argument, NULL, OPT_STEP},
 	{"fail", required_argument, NULL, OPT_FAIL},
+	{"fail-once", required_argument, NULL, OPT_FAIL_ONCE},
 	{"vram", required_argument, NULL, OPT_VRAM},
 	{"vram-total", required_argument, NULL, OPT_VRAM_TOTAL},
 	{"load-ms", required_argument, NULL, OPT_LOAD},
@@ -108,6 +111,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 		case OPT_IN: a->in = optarg; break;
 		case OPT_STEP: worker.settings.step_ms = (unsigned)num_arg("step-ms", optarg, 600000); break;
 		case OPT_FAIL: worker.settings.fail_mode = optarg; break;
+		case OPT_FAIL_ONCE: worker.fail_once = optarg; break;
 		case OPT_VRAM: worker.settings.vram_bytes = num_arg("vram", optarg, 1 << 24) << 20; break;
 		case OPT_VRAM_TOTAL: worker.vram_total = num_arg("vram-total", optarg, 1 << 24) << 20; break;
 		case OPT_LOAD: a->load_ms = (unsigned)num_arg("load-ms", optarg, 3600000); break;
@@ -236,6 +240,7 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &a);
 	if (check_args(&a) < 0)
 		return 2;
+	worker.fail_mode = worker.settings.fail_mode;
 	out = abs_dir(a.out);
 	temp = abs_dir(a.temp);
 	in = abs_dir(a.in);

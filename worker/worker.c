@@ -9,6 +9,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "json.h"
@@ -84,6 +86,26 @@ size_t worker_queue_remaining(void)
 	return worker.npending + (worker.running ? 1 : 0);
 }
 
+/*
+ * --fail-once: the failure mode holds until a job has used it, across
+ * restarts of the worker (the marker file survives them).
+ */
+static void apply_fail_once(void)
+{
+	FILE *f;
+
+	if (worker.fail_once == NULL || strcmp(worker.fail_mode, "none") == 0)
+		return;
+	if (access(worker.fail_once, F_OK) == 0) {
+		worker.settings.fail_mode = "none";
+		return;
+	}
+	worker.settings.fail_mode = worker.fail_mode;
+	f = fopen(worker.fail_once, "w");
+	if (f)
+		fclose(f);
+}
+
 static void on_kick(uv_timer_t *t)
 {
 	struct qitem *item;
@@ -96,6 +118,7 @@ static void on_kick(uv_timer_t *t)
 	worker.npending--;
 	worker.running = item;
 	worker.state = WORKER_BUSY;
+	apply_fail_once();
 	worker.interrupt = 0;
 	worker.vram_used = worker.settings.vram_bytes; /* the model is (re)loaded */
 	log_info("prompt start prompt=%s number=%g", item->prompt_id, item->order);

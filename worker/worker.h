@@ -56,6 +56,8 @@ struct worker {
 	int argc;
 	int state;                       /* enum worker_state */
 	int cache_none;                  /* --cache-none */
+	const char *fail_once;           /* --fail-once PATH, or NULL */
+	const char *fail_mode;           /* --fail as given */
 	uint64_t vram_total;             /* bytes reported as the device total */
 	uint64_t vram_used;              /* bytes the loaded model holds now */
 	size_t max_upload;               /* bytes, --max-upload-size */

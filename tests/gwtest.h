@@ -1,0 +1,37 @@
+/*
+ * gwtest.h - helpers for suites that drive a real `fnrun serve`: write a
+ * registry into a temp dir, start and stop the gateway, submit jobs, read
+ * job views and the admin API, wait with deadlines.
+ */
+#ifndef FNRUN_GWTEST_H
+#define FNRUN_GWTEST_H
+
+#include <json-c/json.h>
+#include <sys/types.h>
+
+struct gw {
+	char dir[256];  /* temp dir: registry, workflows, data */
+	int port;
+	pid_t pid;
+	char extra[256]; /* extra flags for fnrun serve, space separated */
+};
+
+/* Writes dir/wf.json (a sim workflow; fail input "none") and dir/wf-<name>.json variants. */
+void gw_write_workflow(struct gw *g, const char *name, const char *fail);
+/* Writes dir/registry.yaml with the given text. */
+void gw_write_registry(struct gw *g, const char *text);
+void gw_start(struct gw *g);
+/* SIGTERM and wait up to ms; returns the wait status (-1 on timeout, then SIGKILL). */
+int gw_stop(struct gw *g, int ms);
+struct json_object *gw_json(struct gw *g, const char *method, const char *path,
+			    const char *body, int *status);
+char *gw_submit(struct gw *g, const char *quality, const char *prompt);
+/* Polls the job until its status is in `want` (comma list); aborts the test after ms. */
+struct json_object *gw_wait_status(struct gw *g, const char *id, const char *want, int ms);
+const char *gw_str(struct json_object *o, const char *key);
+int64_t gw_int(struct json_object *o, const char *key);
+/* Runners (admin API) of model, or all when model is NULL. */
+int gw_runner_count(struct gw *g, const char *model);
+void gw_sleep_ms(int ms);
+
+#endif

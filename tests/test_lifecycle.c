@@ -1,0 +1,278 @@
+/*
+ * test_lifecycle.c - runner lifecycle and GPU memory through real
+ * processes: swapping models that cannot fit together, never evicting a
+ * busy runner, idle stop, crash and hang recovery, cooldown to a fallback,
+ * the operator API, and a draining shutdown.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "gwtest.h"
+#include "testutil.h"
+
+static struct gw g;
+
+static void setup(void)
+{
+	memset(&g, 0, sizeof g);
+	snprintf(g.dir, sizeof g.dir, "%s", tu_tmpdir());
+	gw_write_workflow(&g, "wf", "none");
+}
+
+static void teardown(void)
+{
+	if (g.pid > 0)
+		gw_stop(&g, 8000);
+	tu_rmrf(g.dir);
+}
+
+/* Two tiers; each model's extra YAML lines follow its common ones. */
+static void registry(const char *server, const char *low_cmd, const char *low_extra,
+		     const char *std_cmd, const char *std_extra)
+{
+	char text[8192];
+
+	snprintf(text, sizeof text,
+		 "%s"
+		 "functions:\n"
+		 "  Create Image:\n"
+		 "    params:\n"
+		 "      prompt: {type: string, required: true}\n"
+		 "    qualities:\n"
+		 "      low: {label: Fast Preview, typical_seconds: [1, 2]}\n"
+		 "      standard: {label: Balanced, typical_seconds: [1, 3]}\n"
+		 "models:\n"
+		 "  img_low:\n"
+		 "    function: Create Image\n"
+		 "    quality: low\n"
+		 "    command: [\"{bindir}/fnrun-worker\", --model, sim, %s, --port, \"{port}\"]\n"
+		 "    workflow: wf.json\n"
+		 "    bind: {prompt: \"1.inputs.text\"}\n"
+		 "%s"
+		 "  img_std:\n"
+		 "    function: Create Image\n"
+		 "    quality: standard\n"
+		 "    command: [\"{bindir}/fnrun-worker\", --model, sim, %s, --port, \"{port}\"]\n"
+		 "    workflow: wf.json\n"
+		 "    bind: {prompt: \"1.inputs.text\"}\n"
+		 "%s",
+		 server, low_cmd, low_extra, std_cmd, std_extra);
+	gw_write_registry(&g, text);
+}
+
+START_TEST(models_that_cannot_fit_together_are_swapped)
+{
+	struct json_object *o;
+	char *a, *b;
+
+	registry("server: {gpu: {vram: 8GB}}\n", "--step-ms, \"5\"", "    resources: {gpu_memory: 6GB}\n",
+		 "--step-ms, \"5\"", "    resources: {gpu_memory: 6GB}\n");
+	gw_start(&g);
+	for (int round = 0; round < 2; round++) {
+		a = gw_submit(&g, "low", "a");
+		json_object_put(gw_wait_status(&g, a, "completed", 15000));
+		ck_assert_int_eq(gw_runner_count(&g, "img_low"), 1);
+		b = gw_submit(&g, "standard", "b");
+		json_object_put(gw_wait_status(&g, b, "completed", 15000));
+		/* img_low's idle runner was evicted to make room: never both at once. */
+		ck_assert_int_eq(gw_runner_count(&g, "img_low"), 0);
+		ck_assert_int_eq(gw_runner_count(&g, "img_std"), 1);
+		free(a);
+		free(b);
+	}
+	o = gw_json(&g, "GET", "/api/admin/models", NULL, NULL);
+	ck_assert_ptr_nonnull(strstr(json_object_to_json_string(o), "\"reserved\": 6442450944"));
+	json_object_put(o);
+}
+END_TEST
+
+START_TEST(busy_runner_is_never_evicted)
+{
+	struct json_object *o;
+	char *slow, *other, path[128];
+	int saw_wait = 0;
+
+	registry("server: {gpu: {vram: 8GB}}\n", "--step-ms, \"250\"", "    resources: {gpu_memory: 6GB}\n",
+		 "--step-ms, \"5\"", "    resources: {gpu_memory: 6GB}\n");
+	gw_start(&g);
+	slow = gw_submit(&g, "low", "slow");
+	json_object_put(gw_wait_status(&g, slow, "running", 10000));
+	other = gw_submit(&g, "standard", "other");
+	snprintf(path, sizeof path, "/api/jobs/%s", other);
+	for (int i = 0; i < 50 && !saw_wait; i++) {
+		o = gw_json(&g, "GET", path, NULL, NULL);
+		ck_assert_str_eq(gw_str(o, "status"), "queued");
+		saw_wait = strstr(gw_str(o, "message"), "resources") != NULL;
+		json_object_put(o);
+		gw_sleep_ms(20);
+	}
+	ck_assert_msg(saw_wait, "the waiting job never said it waits for resources");
+	ck_assert_int_eq(gw_runner_count(&g, "img_std"), 0);
+	o = gw_wait_status(&g, slow, "completed,failed,queued", 15000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	json_object_put(gw_wait_status(&g, other, "completed", 15000));
+	free(slow);
+	free(other);
+}
+END_TEST
+
+START_TEST(idle_runner_stops_after_its_timeout)
+{
+	char *id;
+
+	registry("", "--step-ms, \"5\"", "    idle_timeout: 300ms\n", "--step-ms, \"5\"", "");
+	gw_start(&g);
+	id = gw_submit(&g, "low", "idle");
+	json_object_put(gw_wait_status(&g, id, "completed", 10000));
+	for (int i = 0; i < 250 && gw_runner_count(&g, "img_low") > 0; i++)
+		gw_sleep_ms(20);
+	ck_assert_int_eq(gw_runner_count(&g, "img_low"), 0);
+	free(id);
+}
+END_TEST
+
+START_TEST(crash_once_then_the_job_completes_on_a_replacement)
+{
+	char cmd[600], *id;
+	struct json_object *o;
+
+	snprintf(cmd, sizeof cmd, "--step-ms, \"20\", --fail, crash, --fail-once, \"%s/crashed\"", g.dir);
+	registry("", cmd, "", "--step-ms, \"5\"", "");
+	gw_start(&g);
+	id = gw_submit(&g, "low", "crash");
+	o = gw_wait_status(&g, id, "completed,failed", 20000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	o = gw_json(&g, "GET", "/api/admin/models", NULL, NULL);
+	ck_assert_ptr_nonnull(strstr(json_object_to_json_string(o), "\"restarts\": 1"));
+	json_object_put(o);
+	free(id);
+}
+END_TEST
+
+START_TEST(hang_is_caught_by_the_watchdog_and_the_job_completes)
+{
+	char cmd[600], *id;
+	struct json_object *o;
+
+	snprintf(cmd, sizeof cmd, "--step-ms, \"20\", --fail, hang, --fail-once, \"%s/hung\"", g.dir);
+	registry("", cmd, "    step_timeout: 600ms\n", "--step-ms, \"5\"", "");
+	gw_start(&g);
+	id = gw_submit(&g, "low", "hang");
+	o = gw_wait_status(&g, id, "completed,failed", 20000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	free(id);
+}
+END_TEST
+
+START_TEST(repeated_failure_rests_the_model_and_uses_its_fallback)
+{
+	struct json_object *o;
+	char *id, *id2;
+
+	registry("", "--step-ms, \"5\"", "",
+		 "--step-ms, \"5\", --fail, crash", "    fallback: img_low\n");
+	gw_start(&g);
+	id = gw_submit(&g, "standard", "unlucky");
+	o = gw_wait_status(&g, id, "completed,failed", 30000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	o = gw_json(&g, "GET", "/api/admin/models", NULL, NULL);
+	ck_assert_ptr_nonnull(strstr(json_object_to_json_string(o), "\"cooldown\""));
+	json_object_put(o);
+	/* While it rests, new jobs of its tier go straight to the fallback. */
+	id2 = gw_submit(&g, "standard", "next");
+	o = gw_wait_status(&g, id2, "completed,failed", 15000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	ck_assert_int_eq(gw_runner_count(&g, "img_std"), 0);
+	free(id);
+	free(id2);
+}
+END_TEST
+
+START_TEST(operator_api_shows_and_controls_runners)
+{
+	struct json_object *o, *a, *r;
+	int status;
+
+	registry("", "--step-ms, \"5\"", "", "--step-ms, \"5\"", "");
+	gw_start(&g);
+	o = gw_json(&g, "POST", "/api/admin/models/img_low/start", "", &status);
+	ck_assert_int_eq(status, 200);
+	json_object_put(o);
+	for (int i = 0; i < 250; i++) {
+		o = gw_json(&g, "GET", "/api/admin/runners", NULL, NULL);
+		ck_assert(json_object_object_get_ex(o, "runners", &a));
+		r = json_object_array_length(a) ? json_object_array_get_idx(a, 0) : NULL;
+		if (r && strcmp(gw_str(r, "state"), "ready") == 0)
+			break;
+		json_object_put(o);
+		o = NULL;
+		gw_sleep_ms(20);
+	}
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(gw_str(r, "model"), "img_low");
+	ck_assert_int_gt(gw_int(r, "pid"), 0);
+	ck_assert_ptr_nonnull(gw_str(r, "last_used"));
+	json_object_put(o);
+	o = gw_json(&g, "POST", "/api/admin/models/img_low/drain", "", &status);
+	ck_assert_int_eq(status, 200);
+	json_object_put(o);
+	for (int i = 0; i < 250 && gw_runner_count(&g, "img_low") > 0; i++)
+		gw_sleep_ms(20);
+	ck_assert_int_eq(gw_runner_count(&g, "img_low"), 0);
+	o = gw_json(&g, "POST", "/api/admin/models/nope/start", "", &status);
+	ck_assert_int_eq(status, 404);
+	json_object_put(o);
+	o = gw_json(&g, "POST", "/api/admin/models/img_low/explode", "", &status);
+	ck_assert_int_eq(status, 400);
+	json_object_put(o);
+}
+END_TEST
+
+START_TEST(sigterm_drains_running_jobs)
+{
+	struct json_object *o;
+	char *id;
+	int status;
+
+	registry("", "--step-ms, \"100\"", "", "--step-ms, \"5\"", "");
+	gw_start(&g);
+	id = gw_submit(&g, "low", "finish me");
+	json_object_put(gw_wait_status(&g, id, "running", 10000));
+	status = gw_stop(&g, 15000);
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "fnrun did not exit cleanly: %d", status);
+	gw_start(&g);
+	o = gw_wait_status(&g, id, "completed,failed,queued,running,preparing", 5000);
+	/* It finished before the shutdown completed: it is not run again. */
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	free(id);
+}
+END_TEST
+
+Suite *suite_lifecycle(void)
+{
+	Suite *s = suite_create("lifecycle");
+	TCase *tc = tcase_create("runners");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, models_that_cannot_fit_together_are_swapped);
+	tcase_add_test(tc, busy_runner_is_never_evicted);
+	tcase_add_test(tc, idle_runner_stops_after_its_timeout);
+	tcase_add_test(tc, crash_once_then_the_job_completes_on_a_replacement);
+	tcase_add_test(tc, hang_is_caught_by_the_watchdog_and_the_job_completes);
+	tcase_add_test(tc, repeated_failure_rests_the_model_and_uses_its_fallback);
+	tcase_add_test(tc, operator_api_shows_and_controls_runners);
+	tcase_add_test(tc, sigterm_drains_running_jobs);
+	suite_add_tcase(s, tc);
+	return s;
+}
