@@ -13,6 +13,7 @@
 
 #include "json.h"
 #include "registry.h"
+#include "registry_internal.h"
 #include "util.h"
 
 static const char *const phase_names[REG_PHASE_COUNT] = {

@@ -20,7 +20,7 @@
  * images, commands or runtimes.
  *
  * Structs below are read-only for callers. Fields marked private are used
- * by registry.c and registry_parse.c only.
+ * by the registry's own files only (registry*.c, registry_internal.h).
  */
 #ifndef FNRUN_REGISTRY_H
 #define FNRUN_REGISTRY_H
@@ -237,24 +237,5 @@ int registry_bind(const struct reg_model *m, const struct json_object *validated
  * runtime. Caller owns the result (json_object_put).
  */
 struct json_object *registry_catalog(const struct registry *r);
-
-/*
- * Internal to registry.c and registry_parse.c: parses path into the zeroed
- * r, appending every error to the list in *errs. Returns the error count.
- */
-struct registry__errors {
-	struct registry__error {
-		size_t line, col; /* 1-based; 0 when the file has no position */
-		size_t seq;       /* order found, to keep the sort stable */
-		int code;         /* enum err_code */
-		char *msg;        /* full "FILE:LINE:COL: ..." text */
-	} *v;
-	size_t n;
-};
-size_t registry__parse(struct registry *r, const char *path, struct registry__errors *errs);
-/* What p accepts, e.g. "must be an integer from 256 to 2048". */
-void registry__describe(const struct reg_param *p, char *buf, size_t size);
-/* Characters (UTF-8 code points) in s. */
-size_t registry__utf8_len(const char *s);
 
 #endif
