@@ -127,34 +127,41 @@ int json_dump_string(struct buf *b, const char *s, size_t len)
 	return rc ? rc : buf_putc(b, '"');
 }
 
-/* Python repr() of a float: shortest text that reads back the same. */
+/*
+ * Python repr() of a float: the shortest digits that read back the same,
+ * in fixed notation when the decimal exponent is in [-4, 16), else as
+ * d.ddde+XX; integral values keep ".0".
+ */
 static int dump_double(struct buf *b, double d)
 {
-	char tmp[40];
+	char sci[40], digits[24], out[64];
+	int prec, exp, nd = 0;
 
 	if (isnan(d))
 		return buf_puts(b, "NaN");
 	if (isinf(d))
 		return buf_puts(b, d > 0 ? "Infinity" : "-Infinity");
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-		if (strtod(tmp, NULL) == d)
+	for (prec = 1; prec <= 17; prec++) {
+		snprintf(sci, sizeof sci, "%.*e", prec - 1, d);
+		if (strtod(sci, NULL) == d)
 			break;
 	}
-	/* Python switches to exponent form at 1e16, %g at the precision. */
-	if (!strchr(tmp, 'e') && fabs(d) >= 1e16) {
-		int prec;
-		for (prec = 1; prec <= 17; prec++) {
-			snprintf(tmp, sizeof tmp, "%.*e", prec - 1, d);
-			if (strtod(tmp, NULL) == d)
-				break;
-		}
+	/* sci is [-]D[.DDD]e[+-]XX: collect the digits and the exponent. */
+	for (const char *p = sci; *p && *p != 'e'; p++)
+		if (*p >= '0' && *p <= '9')
+			digits[nd++] = *p;
+	digits[nd] = '\0';
+	exp = atoi(strchr(sci, 'e') + 1);
+	if (exp < -4 || exp >= 16) {
+		snprintf(out, sizeof out, "%s%c%s%s%se%c%02d", d < 0 ? "-" : "", digits[0],
+			 nd > 1 ? "." : "", nd > 1 ? digits + 1 : "", "", exp < 0 ? '-' : '+',
+			 exp < 0 ? -exp : exp);
+		return buf_puts(b, out);
 	}
-	if (strchr(tmp, 'e') == NULL && strchr(tmp, '.') == NULL &&
-	    strchr(tmp, 'n') == NULL)
-		strcat(tmp, ".0");
-	/* Python writes 1e-05 and 1e+16: two-digit exponents, as %g does. */
-	return buf_puts(b, tmp);
+	snprintf(out, sizeof out, "%.*f", nd - 1 - exp > 0 ? nd - 1 - exp : 0, d);
+	if (strchr(out, '.') == NULL)
+		strcat(out, ".0");
+	return buf_puts(b, out);
 }
 
 static int dump_int(struct buf *b, const struct json_object *o)

@@ -83,6 +83,12 @@ struct node_class {
 	const char *const *output_names; /* NULL: same as outputs */
 	size_t noutputs;
 	int output_node;                 /* OUTPUT_NODE = True */
+	/*
+	 * Hidden inputs ComfyUI passes without a link ("prompt",
+	 * "extra_pnginfo", "unique_id"), NULL-terminated; NULL: none.
+	 */
+	const char *const *hidden;
+	int v3;                          /* a V3 node: /object_info adds its extra keys */
 	/* Starts the node; see the file comment. Never NULL. */
 	void (*run)(struct node_ctx *ctx);
 	/* Stops asynchronous work; ends with node_ctx_interrupted(). May be NULL. */

@@ -5,6 +5,7 @@
  * Classes are registered once at startup, in the order /object_info lists
  * them. The registry only borrows them.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -129,6 +130,29 @@ static void add_inputs(struct json_object *input, struct json_object *order,
 	}
 }
 
+/* "hidden": {"prompt": "PROMPT", ...} and its order, as ComfyUI lists them. */
+static void add_hidden(struct json_object *input, struct json_object *order,
+		       const struct node_class *c)
+{
+	struct json_object *group, *names;
+
+	if (c->hidden == NULL || c->hidden[0] == NULL)
+		return;
+	group = json_object_new_object();
+	names = json_object_new_array();
+	for (size_t i = 0; c->hidden[i]; i++) {
+		char type[64];
+		size_t k = 0;
+		for (; c->hidden[i][k] && k < sizeof type - 1; k++)
+			type[k] = (char)toupper((unsigned char)c->hidden[i][k]);
+		type[k] = '\0';
+		json_put(group, c->hidden[i], json_str(type));
+		json_object_array_add(names, json_str(c->hidden[i]));
+	}
+	json_put(input, "hidden", group);
+	json_put(order, "hidden", names);
+}
+
 struct json_object *nodes_object_info(const struct node_class *c)
 {
 	struct json_object *o = json_object_new_object();
@@ -139,6 +163,7 @@ struct json_object *nodes_object_info(const struct node_class *c)
 
 	add_inputs(input, order, c, 1);
 	add_inputs(input, order, c, 0);
+	add_hidden(input, order, c);
 	for (size_t i = 0; i < c->noutputs; i++) {
 		json_object_array_add(out, json_str(c->outputs[i]));
 		json_object_array_add(islist, json_object_new_boolean(0));
@@ -150,12 +175,23 @@ struct json_object *nodes_object_info(const struct node_class *c)
 	json_put(o, "output", out);
 	json_put(o, "output_is_list", islist);
 	json_put(o, "output_name", names);
+	if (c->v3) {
+		struct json_object *tips = json_object_new_array();
+		for (size_t i = 0; i < c->noutputs; i++)
+			json_object_array_add(tips, NULL);
+		json_put(o, "output_tooltips", tips);
+	}
 	json_put(o, "name", json_str(c->name));
 	json_put(o, "display_name", c->display_name ? json_str(c->display_name) : NULL);
 	json_put(o, "description", json_str(c->description ? c->description : ""));
 	json_put(o, "python_module", json_str(c->python_module ? c->python_module : "nodes"));
 	json_put(o, "category", json_str(c->category ? c->category : ""));
 	json_put(o, "output_node", json_object_new_boolean(c->output_node));
+	if (c->v3) {
+		json_put(o, "deprecated", json_object_new_boolean(0));
+		json_put(o, "experimental", json_object_new_boolean(0));
+		json_put(o, "api_node", json_object_new_boolean(0));
+	}
 	return o;
 }
 

@@ -530,6 +530,9 @@ static const struct node_input any_in[] = {
 
 static const char save_description[] = "Saves the input images to your ComfyUI output directory.";
 
+/* ComfyUI's SaveImage and PreviewImage receive the prompt for PNG metadata. */
+static const char *const save_hidden[] = {"prompt", "extra_pnginfo", NULL};
+
 static const struct node_class image_classes[] = {
 	{.name = "EmptyImage", .display_name = "EmptyImage", .category = "image",
 	 .description = "", .python_module = "nodes", .inputs = empty_image_in,
@@ -539,7 +542,7 @@ static const struct node_class image_classes[] = {
 	 .description = "", .python_module = "nodes", .inputs = image_in, .ninputs = 1,
 	 .outputs = image_out, .noutputs = 1, .run = run_image_invert},
 	/* V3 without a display name: /object_info says null. */
-	{.name = "ImageBlur", .display_name = NULL, .category = "image/postprocessing",
+	{.name = "ImageBlur", .v3 = 1, .display_name = NULL, .category = "image/postprocessing",
 	 .description = "", .python_module = "comfy_extras.nodes_post_processing",
 	 .inputs = blur_in, .ninputs = COUNT(blur_in), .outputs = image_out, .noutputs = 1,
 	 .run = run_image_blur},
@@ -547,11 +550,11 @@ static const struct node_class image_classes[] = {
 	 .description = "", .python_module = "nodes", .inputs = scale_in,
 	 .ninputs = COUNT(scale_in), .outputs = image_out, .noutputs = 1,
 	 .run = run_image_scale},
-	{.name = "SaveImage", .display_name = "Save Image", .category = "image",
+	{.name = "SaveImage", .hidden = save_hidden, .display_name = "Save Image", .category = "image",
 	 .description = save_description, .python_module = "nodes", .inputs = save_in,
 	 .ninputs = COUNT(save_in), .noutputs = 0, .output_node = 1, .run = run_save_image},
 	/* PreviewImage subclasses SaveImage in Python, description included. */
-	{.name = "PreviewImage", .display_name = "Preview Image", .category = "image",
+	{.name = "PreviewImage", .hidden = save_hidden, .display_name = "Preview Image", .category = "image",
 	 .description = save_description, .python_module = "nodes", .inputs = preview_in,
 	 .ninputs = 1, .noutputs = 0, .output_node = 1, .run = run_preview_image},
 	{.name = "GetImageSize", .display_name = "Get Image Size", .category = "image",

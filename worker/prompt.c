@@ -63,6 +63,62 @@ char *prompt_py_repr(const char *s)
 	return buf_steal(&b);
 }
 
+/* str() of a JSON value as Python prints the dict/list it parses to. */
+static void py_repr_json(struct buf *b, const struct json_object *v)
+{
+	char *t;
+	int first = 1;
+
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		buf_puts(b, "None");
+		return;
+	case json_type_boolean:
+		buf_puts(b, json_object_get_boolean(v) ? "True" : "False");
+		return;
+	case json_type_string:
+		t = prompt_py_repr(json_object_get_string((struct json_object *)v));
+		buf_puts(b, t);
+		free(t);
+		return;
+	case json_type_array:
+		buf_putc(b, '[');
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			if (i)
+				buf_puts(b, ", ");
+			py_repr_json(b, json_object_array_get_idx(v, i));
+		}
+		buf_putc(b, ']');
+		return;
+	case json_type_object:
+		buf_putc(b, '{');
+		json_object_object_foreach((struct json_object *)v, k, e) {
+			if (!first)
+				buf_puts(b, ", ");
+			first = 0;
+			t = prompt_py_repr(k);
+			buf_puts(b, t);
+			free(t);
+			buf_puts(b, ": ");
+			py_repr_json(b, e);
+		}
+		buf_putc(b, '}');
+		return;
+	default:
+		json_dump(b, v);
+		return;
+	}
+}
+
+char *prompt_py_str(const struct json_object *v)
+{
+	struct buf b;
+
+	buf_init(&b, (size_t)64 << 20);
+	py_repr_json(&b, v);
+	return buf_steal(&b);
+}
+
 struct json_object *prompt_error_body(const char *type, const char *message,
 				      const char *details, struct json_object *node_errors)
 {

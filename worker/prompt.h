@@ -28,6 +28,8 @@ void prompt_result_cleanup(struct prompt_result *res);
 /* {"error": ..., "node_errors": ...}, the 400 body; caller owns it. */
 struct json_object *prompt_error_body(const char *type, const char *message,
 				      const char *details, struct json_object *node_errors);
+/* str() of a JSON value as Python prints it ({'a': True}). Caller frees. */
+char *prompt_py_str(const struct json_object *v);
 /* Python's repr() of a string: 'text'. Caller frees. */
 char *prompt_py_repr(const char *s);
 

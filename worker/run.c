@@ -30,6 +30,7 @@
 #include "json.h"
 #include "log.h"
 #include "node.h"
+#include "prompt.h"
 #include "util.h"
 #include "worker.h"
 
@@ -486,6 +487,21 @@ static struct json_object *inputs_snapshot(struct node_ctx *ctx)
 		}
 		json_put(o, c->inputs[i].name, l);
 	}
+	/* Hidden inputs, as ComfyUI lists them: the prompt as Python prints it. */
+	for (size_t i = 0; c->hidden && c->hidden[i]; i++) {
+		struct json_object *l = json_object_new_array();
+		if (strcmp(c->hidden[i], "prompt") == 0) {
+			char *text = prompt_py_str(ctx->run->item->prompt);
+			json_object_array_add(l, json_str(text));
+			free(text);
+		} else if (strcmp(c->hidden[i], "extra_pnginfo") == 0) {
+			struct json_object *x = json_get(ctx->run->item->extra_data, "extra_pnginfo");
+			json_object_array_add(l, x ? json_object_get(x) : NULL);
+		} else {
+			json_object_array_add(l, json_str(ctx->node->id));
+		}
+		json_put(o, c->hidden[i], l);
+	}
 	return o;
 }
 
@@ -518,9 +534,9 @@ void node_ctx_fail(struct node_ctx *ctx, const char *exc_type, const char *messa
 		return;
 	for (size_t i = 0; i < ntraceback; i++)
 		json_object_array_add(tb, json_str(traceback[i]));
+	/* The recording lists every node of the prompt here, run or not. */
 	for (size_t i = 0; i < r->n; i++)
-		if (r->nodes[i].done)
-			json_object_array_add(cur, json_str(r->nodes[i].id));
+		json_object_array_add(cur, json_str(r->nodes[i].id));
 	msg = xasprintf("%s\n", message);
 	d = json_object_new_object();
 	json_put(d, "prompt_id", json_str(r->item->prompt_id));

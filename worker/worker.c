@@ -68,6 +68,9 @@ int worker_queue_delete(const char *prompt_id)
 			(worker.npending - i - 1) * sizeof *worker.pending);
 		worker.npending--;
 		worker_send_status();
+		/* ComfyUI broadcasts a second time when the last pending item goes. */
+		if (worker.npending == 0)
+			worker_send_status();
 		return 1;
 	}
 	return 0;
