@@ -23,6 +23,7 @@
 #include "log.h"
 #include "registry.h"
 #include "scheduler.h"
+#include "static.h"
 #include "server.h"
 #include "store.h"
 #include "util.h"
@@ -57,6 +58,7 @@ static const struct http_route routes[] = {
 	{"GET", "/api/admin/runners", api_admin_runners, 0, 0},
 	{"GET", "/api/admin/models", api_admin_models, 0, 0},
 	{"POST", "/api/admin/models/", api_admin_model_action, HTTP_ROUTE_PREFIX, 0}, /* {id}/start|stop|drain */
+	{"GET", "/", static_web, HTTP_ROUTE_PREFIX, 0}, /* web/: the page; keep it last */
 };
 
 struct http_server *api_start(struct err *err)
