@@ -385,6 +385,167 @@ static void bench_rss(int jobs)
 	tu_stop(g, 5000);
 }
 
+/* The value of "key": "..." in text after `from`, copied into out. */
+static int field(const char *text, const char *key, char *out, size_t n)
+{
+	char pat[64];
+	const char *p, *e;
+
+	snprintf(pat, sizeof pat, "\"%s\": \"", key);
+	p = strstr(text, pat);
+	if (p == NULL)
+		return -1;
+	p += strlen(pat);
+	e = strchr(p, '"');
+	snprintf(out, n, "%.*s", (int)(e - p), p);
+	return 0;
+}
+
+static char *get_body(int port, const char *path)
+{
+	struct tu_resp r;
+	char *b;
+
+	if (tu_http(port, "GET", path, NULL, NULL, 0, &r) != 0)
+		return strdup("");
+	b = strdup(r.body);
+	tu_resp_free(&r);
+	return b;
+}
+
+static char *post_body(int port, const char *path, const char *body)
+{
+	struct tu_resp r;
+	char *b;
+
+	if (tu_http(port, "POST", path, "application/json", body, strlen(body), &r) != 0)
+		return strdup("");
+	b = strdup(r.body);
+	tu_resp_free(&r);
+	return b;
+}
+
+/* Polls path until its body contains want; returns ms waited or -1. */
+static double poll_for(int port, const char *path, const char *want, double limit_ms)
+{
+	double t0 = now_ms();
+
+	while (now_ms() - t0 < limit_ms) {
+		char *b = get_body(port, path);
+		int hit = strstr(b, want) != NULL;
+		free(b);
+		if (hit)
+			return now_ms() - t0;
+		usleep(200);
+	}
+	return -1;
+}
+
+static const char two_models[] =
+	"server: {gpu: {vram: 8GB}}\n"
+	"functions:\n"
+	"  Create Image:\n"
+	"    params:\n"
+	"      prompt: {type: string, required: true}\n"
+	"      seed: {type: int, default: random}\n"
+	"    qualities:\n"
+	"      low: {label: Fast Preview, typical_seconds: [1, 2]}\n"
+	"      high: {label: Maximum Detail, typical_seconds: [1, 2]}\n"
+	"models:\n"
+	"  a:\n"
+	"    function: Create Image\n"
+	"    quality: low\n"
+	"    command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"%s\", --log-level, warn, --port, \"{port}\"]\n"
+	"    workflow: wf.json\n"
+	"    bind: {prompt: \"1.inputs.text\", seed: \"2.inputs.seed\"}\n"
+	"    resources: {gpu_memory: 6GB}\n"
+	"  b:\n"
+	"    function: Create Image\n"
+	"    quality: high\n"
+	"    command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"0\", --log-level, warn, --port, \"{port}\"]\n"
+	"    workflow: wf.json\n"
+	"    bind: {prompt: \"1.inputs.text\", seed: \"2.inputs.seed\"}\n"
+	"    resources: {gpu_memory: 6GB}\n";
+
+static void bench_lifecycle(void)
+{
+	char reg[4096], id[64], path[128], pid[16], started[40], *b;
+	double cold[5], crash[5], swap[5];
+	int gport = tu_free_port();
+	pid_t g;
+
+	snprintf(reg, sizeof reg, two_models, "40");
+	g = start_gateway(reg, gport, "life");
+	/* Cold start of a process runner: POST start -> runner ready. */
+	for (int i = 0; i < 5; i++) {
+		double t0 = now_ms();
+		free(post_body(gport, "/api/admin/models/b/start", ""));
+		poll_for(gport, "/api/admin/runners", "\"state\": \"ready\"", 10000);
+		cold[i] = now_ms() - t0;
+		free(post_body(gport, "/api/admin/models/b/drain", ""));
+		poll_for(gport, "/api/admin/runners", "\"runners\": []", 10000);
+	}
+	/* Leave b allowed again, with an idle runner for a's first job to evict. */
+	free(post_body(gport, "/api/admin/models/b/start", ""));
+	poll_for(gport, "/api/admin/runners", "\"state\": \"ready\"", 10000);
+	report("process runner (sim) cold start: start -> ready", cold, 5);
+	/* Swap: a job for b while a holds the only room, a busy-free eviction. */
+	for (int i = 0; i < 5; i++) {
+		double t0;
+		b = post_body(gport, "/api/generate", "{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": {\"prompt\": \"a\"}}");
+		field(b, "job_id", id, sizeof id);
+		free(b);
+		snprintf(path, sizeof path, "/api/jobs/%s", id);
+		poll_for(gport, path, "\"completed\"", 20000);
+		t0 = now_ms();
+		b = post_body(gport, "/api/generate", "{\"function\": \"Create Image\", \"quality\": \"high\", \"params\": {\"prompt\": \"b\"}}");
+		field(b, "job_id", id, sizeof id);
+		free(b);
+		snprintf(path, sizeof path, "/api/jobs/%s", id);
+		poll_for(gport, path, "\"status\": \"running\"", 20000);
+		swap[i] = now_ms() - t0;
+		poll_for(gport, path, "\"completed\"", 20000);
+	}
+	report("swap: submit for a model that must evict another -> running", swap, 5);
+	/* Crash: kill -9 the model server mid-job -> the job running again. */
+	for (int i = 0; i < 5; i++) {
+		double t0;
+		b = post_body(gport, "/api/generate", "{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": {\"prompt\": \"c\"}}");
+		field(b, "job_id", id, sizeof id);
+		free(b);
+		snprintf(path, sizeof path, "/api/jobs/%s", id);
+		poll_for(gport, path, "\"status\": \"running\"", 20000);
+		b = get_body(gport, path);
+		field(b, "started_at", started, sizeof started);
+		free(b);
+		b = get_body(gport, "/api/admin/runners");
+		{
+			char *p = strstr(b, "\"model\": \"a\"");
+			char *q = p ? strstr(p, "\"pid\": ") : NULL;
+			snprintf(pid, sizeof pid, "%d", q ? atoi(q + 7) : 0);
+		}
+		free(b);
+		t0 = now_ms();
+		if (atoi(pid) > 0)
+			kill(atoi(pid), SIGKILL);
+		for (;;) {
+			char now_started[40] = "";
+			b = get_body(gport, path);
+			field(b, "started_at", now_started, sizeof now_started);
+			int again = strstr(b, "\"status\": \"running\"") && strcmp(now_started, started) != 0;
+			int done = strstr(b, "\"completed\"") != NULL || strstr(b, "\"failed\"") != NULL;
+			free(b);
+			if (again || done || now_ms() - t0 > 20000)
+				break;
+			usleep(200);
+		}
+		crash[i] = now_ms() - t0;
+		poll_for(gport, path, "\"completed\"", 20000);
+	}
+	report("crash: kill -9 of a busy model server -> job running again", crash, 5);
+	tu_stop(g, 5000);
+}
+
 int main(void)
 {
 	char wf[512];
@@ -401,6 +562,7 @@ int main(void)
 	printf("fnrun bench (%s), %ld cores\n", tu_bindir(), sysconf(_SC_NPROCESSORS_ONLN));
 	bench_worker();
 	bench_latency();
+	bench_lifecycle();
 	bench_throughput(2, 4000);
 	bench_rss(10000);
 	tu_rmrf(dir);

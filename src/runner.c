@@ -387,7 +387,10 @@ static void on_probe(const struct httpc_resp *resp, void *ud)
 		connect_ws(r);
 		return;
 	}
-	uv_timer_start(&r->timer, on_probe_timer, PROBE_INTERVAL_MS, 0);
+	/* Probe often at first (a sim starts in ~2 ms), then every 25 ms. */
+	r->probes++;
+	uv_timer_start(&r->timer, on_probe_timer,
+		       r->probes < 5 ? (uint64_t)1 << r->probes : PROBE_INTERVAL_MS, 0);
 }
 
 static void probe(struct runner *r)

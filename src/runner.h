@@ -70,6 +70,7 @@ struct runner {
 	uv_timer_t watchdog;          /* no message while busy for step_timeout */
 	uv_timer_t health;            /* periodic probe while ready */
 	int health_failures;          /* consecutive failed probes */
+	int probes;                   /* start probes so far */
 	int gpu;                      /* GPU index it is pinned to */
 	int64_t reserved;             /* bytes of GPU memory it holds in the budget */
 	int64_t measured;             /* bytes NVML saw it use; 0 unknown */

@@ -25,6 +25,7 @@
 #include "scheduler.h"
 #include "server.h"
 #include "store.h"
+#include "thumb.h"
 #include "util.h"
 #include "vram.h"
 
@@ -742,6 +743,86 @@ void sched_on_progress(struct runner *r, struct sjob *sj, double value, double m
 	publish(sj, "progress");
 }
 
+/* Thumbnails are made on the thread pool, once, when a job completes. */
+#define THUMB_SIDE 256
+
+struct thumbs {
+	uv_work_t req;
+	struct sjob *sj;
+	struct json_object *outputs; /* [{path, filename, kind}] */
+	char **src, **dst;           /* per output; NULL where none is made */
+	int *ok;
+	size_t n;
+};
+
+static void thumbs_work(uv_work_t *req)
+{
+	struct thumbs *t = req->data;
+
+	for (size_t i = 0; i < t->n; i++) {
+		struct err e = {0};
+		if (t->src[i] == NULL)
+			continue;
+		t->ok[i] = thumb_png(t->src[i], t->dst[i], THUMB_SIDE, &e) == 0;
+	}
+}
+
+static void thumbs_done(uv_work_t *req, int status)
+{
+	struct thumbs *t = req->data;
+	struct sjob *sj = t->sj;
+
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->ok[i]) {
+			struct json_object *o = json_object_array_get_idx(t->outputs, i);
+			const char *path = json_get_str(o, "path");
+			char *thumb = xasprintf("%.*s/thumb-%s.png", (int)strcspn(path, "/"), path,
+						json_get_str(o, "filename"));
+			json_put(o, "thumbnail", json_str(thumb));
+			free(thumb);
+		}
+		free(t->src[i]);
+		free(t->dst[i]);
+	}
+	free(sj->job->outputs_json);
+	sj->job->outputs_json = json_dumps(t->outputs);
+	json_object_put(t->outputs);
+	free(t->src);
+	free(t->dst);
+	free(t->ok);
+	free(t);
+	sj->job->progress = 100;
+	finish(sj, JOB_COMPLETED);
+}
+
+/* Starts the thumbnails of the PNG outputs; the job completes after them. */
+static void complete_with_thumbs(struct sjob *sj, struct json_object *outputs)
+{
+	struct thumbs *t = xcalloc(1, sizeof *t);
+	char root[4096];
+
+	snprintf(root, sizeof root, "%s", server_path("outputs"));
+	t->sj = sj;
+	t->outputs = outputs;
+	t->n = json_object_array_length(outputs);
+	t->src = xcalloc(t->n ? t->n : 1, sizeof *t->src);
+	t->dst = xcalloc(t->n ? t->n : 1, sizeof *t->dst);
+	t->ok = xcalloc(t->n ? t->n : 1, sizeof *t->ok);
+	for (size_t i = 0; i < t->n; i++) {
+		struct json_object *o = json_object_array_get_idx(outputs, i);
+		const char *path = json_get_str(o, "path"), *fn = json_get_str(o, "filename");
+		if (!path || !fn || !util_ends_with(fn, ".png"))
+			continue;
+		t->src[i] = xasprintf("%s/%s", root, path);
+		t->dst[i] = xasprintf("%s/%.*s/thumb-%s.png", root, (int)strcspn(path, "/"), path, fn);
+	}
+	t->req.data = t;
+	job_set_str(&sj->job->message, phase_text(sj, REG_PHASE_FINISHING));
+	publish(sj, "state");
+	if (uv_queue_work(server.loop, &t->req, thumbs_work, thumbs_done) != 0)
+		thumbs_done(&t->req, 0);
+}
+
 void sched_on_done(struct runner *r, struct sjob *sj, struct json_object *outputs)
 {
 	struct mstate *m = mstate_of(r->model_id);
@@ -749,14 +830,12 @@ void sched_on_done(struct runner *r, struct sjob *sj, struct json_object *output
 
 	/* Learn the run time: an exponentially weighted mean of recent runs. */
 	m->avg_run_ms = m->avg_run_ms > 0 ? 0.8 * m->avg_run_ms + 0.2 * ms : ms;
-	free(sj->job->outputs_json);
-	sj->job->outputs_json = json_dumps(outputs);
-	json_object_put(outputs);
-	sj->job->progress = 100;
 	m->failures = 0;
-	finish(sj, JOB_COMPLETED);
+	sj->runner = NULL;
+	r->job = NULL;
 	measure(r, m);
 	release(r);
+	complete_with_thumbs(sj, outputs);
 }
 
 static int is_oom(const char *exc_type, const char *detail)
