@@ -44,6 +44,7 @@ struct mstate {
 	int failures;                /* consecutive start failures and crashes */
 	int restarts;                /* runners started to replace a failed one */
 	int held;                    /* operator stop/drain: start no runner until start */
+	int retired;                 /* gone from the registry: kept until its runners exit */
 	int64_t retry_at_ms;         /* no new start before (backoff or cooldown) */
 	int64_t cooldown_until_ms;   /* resting after repeated failures */
 	int64_t measured;            /* bytes of GPU memory last measured; 0 unknown */
@@ -113,7 +114,7 @@ static void sjob_free(struct sjob *sj)
 static struct mstate *mstate_of(const char *model_id)
 {
 	for (size_t i = 0; model_id && i < nmodels; i++)
-		if (strcmp(models[i].model->id, model_id) == 0)
+		if (models[i].model && strcmp(models[i].model->id, model_id) == 0)
 			return &models[i];
 	return NULL;
 }
@@ -1329,4 +1330,133 @@ int sched_admin_action(const char *model_id, const char *action, struct err *err
 	}
 	err_set(err, ERR_INVALID, "action: expected start, stop or drain");
 	return -1;
+}
+
+/* ---- registry reload ---- */
+
+static struct registry *old_regs[64]; /* earlier versions: jobs in flight still use them */
+static size_t nold;
+
+static int same_strv(char **a, size_t na, char **b, size_t nb)
+{
+	if (na != nb)
+		return 0;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return 0;
+	return 1;
+}
+
+static int same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* 1 when a runner started for a would run exactly what b describes. */
+static int same_definition(const struct reg_model *a, const struct reg_model *b)
+{
+	char *wa = json_dumps(a->workflow), *wb = json_dumps(b->workflow);
+	int same = strcmp(wa, wb) == 0;
+
+	free(wa);
+	free(wb);
+	return same && a->runtime == b->runtime && same_str(a->url, b->url) &&
+	       same_str(a->image, b->image) && a->gpu_memory == b->gpu_memory &&
+	       same_strv(a->command, a->ncommand, b->command, b->ncommand) &&
+	       same_strv(a->env, a->nenv, b->env, b->nenv);
+}
+
+static void drain_all(struct mstate *m, const char *why)
+{
+	for (struct runner *r = m->runners, *next; r; r = next) {
+		next = r->next;
+		runner_drain(r, why);
+	}
+}
+
+/* Queued jobs of a model that left the registry go to the new route of their tier. */
+static void reroute(struct mstate *m)
+{
+	while (m->head) {
+		struct sjob *sj = m->head;
+		const struct reg_function *fn = registry_function(server.reg, sj->fn->name);
+		int q = fn ? registry_quality_index(fn, sj->job->quality) : -1;
+		const struct reg_model *to = q >= 0 ? route(fn, q) : NULL;
+
+		queue_remove(m, sj);
+		if (to == NULL || mstate_of(to->id) == NULL) {
+			fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, "model removed by a reload");
+			continue;
+		}
+		sj->fn = fn;
+		sj->quality = q;
+		job_set_str(&sj->job->model_id, to->id);
+		set_state(sj, JOB_QUEUED);
+		queue_push(mstate_of(to->id), sj);
+	}
+}
+
+int sched_reload(struct registry *next)
+{
+	size_t n = registry_model_count(next), total = n;
+	struct mstate *nm;
+
+	if (nold == sizeof old_regs / sizeof old_regs[0]) {
+		log_error("reload refused: too many registry versions still in use");
+		return -1;
+	}
+	for (size_t i = 0; i < nmodels; i++)
+		if (registry_model(next, models[i].model->id) == NULL && models[i].nrunners > 0)
+			total++;
+	nm = xcalloc(total ? total : 1, sizeof *nm);
+	for (size_t i = 0; i < n; i++) {
+		const struct reg_model *m = registry_model_at(next, i);
+		struct mstate *old = mstate_of(m->id);
+		if (old) {
+			nm[i] = *old;
+			if (!same_definition(old->model, m))
+				drain_all(&nm[i], "the registry changed this model");
+			old->model = NULL; /* taken */
+		}
+		nm[i].model = m;
+		nm[i].retired = 0;
+	}
+	/* Models that left: their runners drain; they stay listed until gone. */
+	for (size_t i = 0, k = n; i < nmodels; i++) {
+		if (models[i].model == NULL)
+			continue;
+		if (models[i].nrunners > 0) {
+			nm[k] = models[i];
+			nm[k].retired = nm[k].held = 1;
+			drain_all(&nm[k], "model removed from the registry");
+			k++;
+		}
+	}
+	old_regs[nold++] = server.reg;
+	server.reg = next;
+	{
+		struct mstate *gone = models;
+		size_t ngone = nmodels;
+		models = nm;
+		nmodels = total;
+		for (size_t i = 0; i < ngone; i++)
+			if (gone[i].model && gone[i].head) {
+				/* A removed model without runners: reroute its queue now. */
+				struct mstate tmp = gone[i];
+				reroute(&tmp);
+			}
+		free(gone);
+	}
+	for (size_t i = n; i < nmodels; i++)
+		reroute(&models[i]);
+	log_info("registry reloaded models=%zu retired=%zu", n, total - n);
+	pump();
+	return 0;
+}
+
+void sched_free_old_registries(void)
+{
+	for (size_t i = 0; i < nold; i++)
+		registry_free(old_regs[i]);
+	nold = 0;
 }

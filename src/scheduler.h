@@ -42,6 +42,16 @@ struct sjob {
 
 /* Loads live jobs from the store and reconciles in-flight ones. */
 int sched_init(struct err *err);
+/*
+ * Switches to a newly loaded registry (takes ownership of next). Runners
+ * whose model changed or left drain: they finish their job on the version
+ * it started on, then stop; new runners use the new definition. Queued jobs
+ * of a removed model go to the new route of their tier. Earlier registries
+ * stay alive until sched_free_old_registries() at exit.
+ */
+struct registry;
+int sched_reload(struct registry *next);
+void sched_free_old_registries(void);
 /* Stops every runner; done() once all have exited. */
 void sched_stop(void (*done)(void));
 void sched_shutdown(void);

@@ -258,6 +258,57 @@ START_TEST(sigterm_drains_running_jobs)
 }
 END_TEST
 
+START_TEST(reload_drains_changed_models_and_keeps_serving)
+{
+	struct json_object *o;
+	char *a, *b, *c;
+
+	registry("", "--step-ms, \"5\"", "", "--step-ms, \"5\"", "");
+	gw_start(&g);
+	a = gw_submit(&g, "low", "before");
+	json_object_put(gw_wait_status(&g, a, "completed", 10000));
+	ck_assert_int_eq(gw_runner_count(&g, "img_low"), 1);
+	/* A broken file is refused and the running registry stays. */
+	gw_write_registry(&g, "functions: [\n");
+	kill(g.pid, SIGHUP);
+	b = gw_submit(&g, "low", "still served");
+	json_object_put(gw_wait_status(&g, b, "completed", 10000));
+	/* img_low's command changes: its idle runner drains away. */
+	registry("", "--step-ms, \"6\"", "", "--step-ms, \"5\"", "");
+	kill(g.pid, SIGHUP);
+	for (int i = 0; i < 250 && gw_runner_count(&g, "img_low") > 0; i++)
+		gw_sleep_ms(20);
+	ck_assert_int_eq(gw_runner_count(&g, "img_low"), 0);
+	c = gw_submit(&g, "low", "after");
+	o = gw_wait_status(&g, c, "completed,failed", 10000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	free(a);
+	free(b);
+	free(c);
+}
+END_TEST
+
+START_TEST(full_queue_answers_503_with_retry_after)
+{
+	struct tu_resp r;
+	const char body[] = "{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": {\"prompt\": \"x\"}}";
+	char *a;
+
+	/* A model that never becomes ready keeps its one job queued. */
+	registry("server: {limits: {max_queue: 1}}\n", "--load-ms, \"600000\"", "    start_timeout: 1h\n",
+		 "--step-ms, \"5\"", "");
+	gw_start(&g);
+	a = gw_submit(&g, "low", "fills the queue");
+	ck_assert_int_eq(tu_http(g.port, "POST", "/api/generate", "application/json", body, strlen(body), &r), 0);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_ptr_nonnull(tu_resp_header(&r, "Retry-After"));
+	ck_assert_ptr_nonnull(strstr(r.body, "QUEUE_FULL"));
+	tu_resp_free(&r);
+	free(a);
+}
+END_TEST
+
 Suite *suite_lifecycle(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -273,6 +324,8 @@ Suite *suite_lifecycle(void)
 	tcase_add_test(tc, repeated_failure_rests_the_model_and_uses_its_fallback);
 	tcase_add_test(tc, operator_api_shows_and_controls_runners);
 	tcase_add_test(tc, sigterm_drains_running_jobs);
+	tcase_add_test(tc, reload_drains_changed_models_and_keeps_serving);
+	tcase_add_test(tc, full_queue_answers_503_with_retry_after);
 	suite_add_tcase(s, tc);
 	return s;
 }
