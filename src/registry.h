@@ -91,6 +91,7 @@ struct reg_function {
 	struct reg_quality *qualities;   /* the ladder: cheapest first */
 	size_t nqualities;               /* >= 1 */
 	int default_quality;             /* index into qualities */
+	int reduce_quality_on_oom;       /* 1: an out-of-memory job retries one quality down */
 	char *messages[REG_PHASE_COUNT]; /* NULL: the caller's generic text */
 	struct reg_route *routes;        /* private: one per quality */
 };

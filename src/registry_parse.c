@@ -403,6 +403,8 @@ static const struct key_spec function_keys[] = {
 	{.name = "default_quality", .type = KEY_LATER},
 	{.name = "output", .type = KEY_ENUM, .def = -1, .options = output_names,
 	 .off = offsetof(struct reg_function, output)},
+	{.name = "reduce_quality_on_oom", .type = KEY_BOOL,
+	 .off = offsetof(struct reg_function, reduce_quality_on_oom)},
 	{NULL},
 };
 

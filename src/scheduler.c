@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "estimate.h"
 #include "events.h"
 #include "job.h"
 #include "json.h"
@@ -48,7 +49,8 @@ struct mstate {
 	int64_t retry_at_ms;         /* no new start before (backoff or cooldown) */
 	int64_t cooldown_until_ms;   /* resting after repeated failures */
 	int64_t measured;            /* bytes of GPU memory last measured; 0 unknown */
-	double avg_run_ms;           /* learned run time; 0 until a job completes */
+	struct estimate est;         /* learned run and start times */
+	int positions_dirty;         /* a job left the queue: tell watchers their new place */
 };
 
 static struct mstate *models;
@@ -62,6 +64,7 @@ static void (*stop_done)(void);
 static struct job *idem_hit;     /* a finished job returned for its idempotency key */
 
 static void pump(void);
+static const struct reg_model *route(const struct reg_function *fn, int quality);
 static void start_failure(struct mstate *m, const char *why);
 static void fall_back(struct mstate *m, const char *why);
 static void measure(struct runner *r, struct mstate *m);
@@ -106,6 +109,7 @@ static void table_remove(struct sjob *sj)
 
 static void sjob_free(struct sjob *sj)
 {
+	free(sj->notice);
 	job_free(sj->job);
 	json_object_put(sj->params);
 	free(sj);
@@ -163,6 +167,10 @@ static void queue_remove(struct mstate *m, struct sjob *sj)
 		s->next = NULL;
 		m->nqueued--;
 		nqueued_total--;
+		if (m->head) {
+			m->positions_dirty = 1;
+			pump();
+		}
 		return;
 	}
 }
@@ -186,20 +194,25 @@ int64_t sched_position(const struct sjob *sj)
 	return -1;
 }
 
-/* Seconds of one run: learned, else the middle of the quality's typical range. */
+/* Seconds of one run of this job: learned, else the middle of the quality's typical range. */
 static double run_seconds(const struct sjob *sj, const struct mstate *m)
 {
 	const struct reg_quality *q = &sj->fn->qualities[sj->quality];
+	double typical = (double)(q->typical_lo_s + q->typical_hi_s) / 2.0;
 
-	if (m && m->avg_run_ms > 0)
-		return m->avg_run_ms / 1000.0;
-	return (double)(q->typical_lo_s + q->typical_hi_s) / 2.0;
+	return m ? estimate_run_s(&m->est, estimate_cost(sj->fn, sj->params), typical) : typical;
+}
+
+/* A runner of the model is there or coming: no start to wait for. */
+static int has_runner(const struct mstate *m)
+{
+	return m && m->nrunners > 0;
 }
 
 int64_t sched_eta(const struct sjob *sj)
 {
 	struct mstate *m = mstate_of(sj->job->model_id);
-	double run = run_seconds(sj, m), left;
+	double run = run_seconds(sj, m), left, start = m ? estimate_start_s(&m->est) : 0;
 	int64_t pos;
 
 	switch (sj->job->status) {
@@ -207,12 +220,16 @@ int64_t sched_eta(const struct sjob *sj)
 		pos = sched_position(sj);
 		left = run * (double)(pos + 1) /
 		       (double)(m && m->model->max_instances > 0 ? m->model->max_instances : 1);
+		if (!has_runner(m))
+			left += start;
 		break;
 	case JOB_PREPARING:
-		left = run;
+		left = run + (sj->runner && sj->runner->state == RUNNER_STARTING ? start : 0);
 		break;
 	case JOB_RUNNING:
-		left = run * (100 - sj->job->progress) / 100.0;
+		left = run - (double)(util_now_ms() - sj->job->started_at) / 1000.0;
+		if (left < run * (100 - sj->job->progress) / 200.0)
+			left = run * (100 - sj->job->progress) / 200.0; /* running long: stay honest */
 		break;
 	default:
 		return 0;
@@ -225,7 +242,7 @@ int64_t sched_eta(const struct sjob *sj)
 static const char *phase_text(const struct sjob *sj, int phase)
 {
 	static const char *const defaults[] = {
-		[REG_PHASE_QUEUED] = "Waiting in line",
+		[REG_PHASE_QUEUED] = "Waiting",
 		[REG_PHASE_PREPARING] = "Getting ready...",
 		[REG_PHASE_RUNNING] = "Working on it...",
 		[REG_PHASE_FINISHING] = "Adding final touches...",
@@ -236,6 +253,55 @@ static const char *phase_text(const struct sjob *sj, int phase)
 	const char *t = registry_message(sj->fn, phase);
 
 	return t ? t : defaults[phase];
+}
+
+static const int status_phase[] = {
+	[JOB_QUEUED] = REG_PHASE_QUEUED, [JOB_PREPARING] = REG_PHASE_PREPARING,
+	[JOB_RUNNING] = REG_PHASE_RUNNING, [JOB_COMPLETED] = REG_PHASE_DONE,
+	[JOB_FAILED] = REG_PHASE_FAILED, [JOB_CANCELLED] = REG_PHASE_CANCELLED,
+};
+
+/*
+ * The job's plain-language message for its status now: "Waiting — 3 jobs
+ * ahead of yours", "Creating your image... 40%", "Adding final touches...".
+ * A job retried at a lower quality keeps saying so until it runs.
+ */
+static void refresh_message(struct sjob *sj)
+{
+	char text[600];
+	const char *base;
+	int64_t pos;
+
+	switch (sj->job->status) {
+	case JOB_QUEUED:
+		base = sj->notice ? sj->notice : phase_text(sj, REG_PHASE_QUEUED);
+		pos = sched_position(sj);
+		if (pos <= 0)
+			snprintf(text, sizeof text, "%s — you're next", base);
+		else
+			snprintf(text, sizeof text, "%s — %lld job%s ahead of yours", base,
+				 (long long)pos, pos == 1 ? "" : "s");
+		break;
+	case JOB_RUNNING:
+		base = phase_text(sj, REG_PHASE_RUNNING);
+		if (sj->job->progress > 0)
+			snprintf(text, sizeof text, "%s %d%%", base, sj->job->progress);
+		else
+			snprintf(text, sizeof text, "%s", base);
+		break;
+	case JOB_COMPLETED:
+		if (sj->notice) {
+			snprintf(text, sizeof text, "%s — made at %s quality: the one you chose needed "
+				 "more memory than was free", phase_text(sj, REG_PHASE_DONE),
+				 sj->fn->qualities[sj->quality].label);
+			break;
+		}
+		/* fall through */
+	default:
+		snprintf(text, sizeof text, "%s", phase_text(sj, status_phase[sj->job->status]));
+		break;
+	}
+	job_set_str(&sj->job->message, text);
 }
 
 static void publish(struct sjob *sj, const char *type)
@@ -256,11 +322,6 @@ static void job_commit(struct sjob *sj)
 		log_error("store update failed job=%s err=%s", sj->job->id, log_q(e.msg));
 }
 
-static const int status_phase[] = {
-	[JOB_QUEUED] = REG_PHASE_QUEUED, [JOB_PREPARING] = REG_PHASE_PREPARING,
-	[JOB_RUNNING] = REG_PHASE_RUNNING, [JOB_COMPLETED] = REG_PHASE_DONE,
-	[JOB_FAILED] = REG_PHASE_FAILED, [JOB_CANCELLED] = REG_PHASE_CANCELLED,
-};
 
 /* The one place a live job's status changes: check, commit, log, publish. */
 static void set_state(struct sjob *sj, int to)
@@ -274,7 +335,7 @@ static void set_state(struct sjob *sj, int to)
 	}
 	if (from != to) /* queued again on another model keeps its status */
 		job_set_status(sj->job, to, util_now_ms());
-	job_set_str(&sj->job->message, phase_text(sj, status_phase[to]));
+	refresh_message(sj);
 	job_commit(sj);
 	publish(sj, "state");
 }
@@ -579,12 +640,31 @@ static void pump_model(struct mstate *m)
 		waiting_for(m, "Waiting for resources to free up");
 }
 
+#define POSITIONS_MAX 10000 /* queued jobs told their new place per change */
+
+/* Jobs behind one that left moved up: watched ones hear their new place. */
+static void publish_positions(struct mstate *m)
+{
+	size_t n = 0;
+
+	m->positions_dirty = 0;
+	for (struct sjob *sj = m->head; sj && n < POSITIONS_MAX; sj = sj->next, n++) {
+		if (!events_watched(sj->job->id))
+			continue;
+		refresh_message(sj);
+		publish(sj, "state");
+	}
+}
+
 static void on_pump(uv_timer_t *t)
 {
 	if (reconciling)
 		return;
-	for (size_t i = 0; i < nmodels; i++)
+	for (size_t i = 0; i < nmodels; i++) {
 		pump_model(&models[i]);
+		if (models[i].positions_dirty)
+			publish_positions(&models[i]);
+	}
 }
 
 /* Runs the dispatch loop on the next loop turn (coalesces many changes). */
@@ -653,6 +733,7 @@ void sched_on_ready(struct runner *r)
 	struct mstate *m = mstate_of(r->model_id);
 
 	m->nstarting--;
+	estimate_learn_start(&m->est, (double)(r->ready_ms - r->started_ms));
 	measure(r, m);
 	arm_idle(r);
 	pump();
@@ -741,6 +822,7 @@ void sched_on_progress(struct runner *r, struct sjob *sj, double value, double m
 	if (pct <= sj->job->progress || sj->job->status != JOB_RUNNING)
 		return;
 	sj->job->progress = pct > 95 ? 95 : pct;
+	refresh_message(sj);
 	publish(sj, "progress");
 }
 
@@ -829,8 +911,7 @@ void sched_on_done(struct runner *r, struct sjob *sj, struct json_object *output
 	struct mstate *m = mstate_of(r->model_id);
 	double ms = (double)(util_now_ms() - sj->job->started_at);
 
-	/* Learn the run time: an exponentially weighted mean of recent runs. */
-	m->avg_run_ms = m->avg_run_ms > 0 ? 0.8 * m->avg_run_ms + 0.2 * ms : ms;
+	estimate_learn_run(&m->est, estimate_cost(sj->fn, sj->params), ms);
 	m->failures = 0;
 	sj->runner = NULL;
 	r->job = NULL;
@@ -843,6 +924,38 @@ static int is_oom(const char *exc_type, const char *detail)
 {
 	return (exc_type && strstr(exc_type, "OutOfMemory")) ||
 	       (detail && strstr(detail, "out of memory"));
+}
+
+/*
+ * Out of memory: one quality down when the function allows it (the user is
+ * told), else a failure that suggests the lower quality.
+ */
+static void oom(struct sjob *sj, const struct reg_model *model, const char *tech)
+{
+	const struct reg_function *fn = sj->fn;
+	int lower = registry_quality_lower(fn, sj->quality);
+	const struct reg_model *to = lower >= 0 && fn->reduce_quality_on_oom ? route(fn, lower) : NULL;
+	char text[300];
+
+	if (to) {
+		snprintf(text, sizeof text, "Not enough memory for %s — trying %s instead",
+			 fn->qualities[sj->quality].label, fn->qualities[lower].label);
+		free(sj->notice);
+		sj->notice = xstrdup(text);
+		log_info("out of memory, one quality down job=%s from=%s to=%s", sj->job->id,
+			 fn->qualities[sj->quality].key, fn->qualities[lower].key);
+		sj->quality = lower;
+		job_set_str(&sj->job->quality, fn->qualities[lower].key);
+		add_tried(sj->job, model->id);
+		requeue(sj, to, tech);
+		return;
+	}
+	if (lower >= 0)
+		snprintf(text, sizeof text, "Try %s quality", fn->qualities[lower].label);
+	else
+		snprintf(text, sizeof text, "Try again in a few minutes");
+	fail_job(sj, "OUT_OF_MEMORY", "This quality setting needs more resources than are free right now",
+		 text, lower >= 0 ? "REDUCE_QUALITY" : "RETRY", tech);
 }
 
 void sched_on_job_error(struct runner *r, struct sjob *sj, int kind, const char *exc_type,
@@ -864,15 +977,7 @@ void sched_on_job_error(struct runner *r, struct sjob *sj, int kind, const char 
 		break;
 	case JOBERR_MODEL:
 		if (is_oom(exc_type, detail)) {
-			int lower = registry_quality_lower(sj->fn, sj->quality);
-			char sug[160];
-			if (lower >= 0)
-				snprintf(sug, sizeof sug, "Try %s quality", sj->fn->qualities[lower].label);
-			else
-				snprintf(sug, sizeof sug, "Try again in a few minutes");
-			fail_job(sj, "OUT_OF_MEMORY",
-				 "This quality setting needs more resources than are free right now",
-				 sug, lower >= 0 ? "REDUCE_QUALITY" : "RETRY", tech);
+			oom(sj, model, tech);
 		} else if (model->fallback) {
 			add_tried(sj->job, model->id);
 			requeue(sj, model->fallback, tech);
@@ -1275,7 +1380,8 @@ struct json_object *sched_admin_models(void)
 		json_put(e, "memory_measured", m->measured > 0 ? json_int(m->measured) : NULL);
 		json_put(e, "failures", json_int(m->failures));
 		json_put(e, "restarts", json_int(m->restarts));
-		json_put(e, "avg_run_ms", json_int((int64_t)m->avg_run_ms));
+		json_put(e, "avg_run_ms", json_int((int64_t)estimate_mean_ms(&m->est)));
+		json_put(e, "avg_start_ms", json_int((int64_t)(estimate_start_s(&m->est) * 1000)));
 		json_put(e, "fallback", m->model->fallback ? json_str(m->model->fallback->id) : NULL);
 		json_object_array_add(a, e);
 	}

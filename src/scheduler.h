@@ -34,6 +34,7 @@ struct sjob {
 	int64_t queued_at_ms;      /* when it last entered the queue */
 	int64_t eta_s;             /* honest estimate of seconds left, -1 unknown */
 	int cancel_requested;
+	char *notice;              /* plain words on a change the user should know (owned) */
 	struct runner *runner;     /* while preparing/running */
 	struct sjob *next;         /* in its model's queue */
 	struct sjob *hnext;        /* private: in the id table */

@@ -38,7 +38,7 @@
 
 /* Every column of jobs, in job_fields[] order, then seq. */
 #define JOB_COLS                                                              \
-	"id, function, quality, params_json, idempotency_key, created_at, "   \
+	"id, function, params_json, idempotency_key, created_at, quality, "   \
 	"status, priority, attempt, max_attempts, model_id, runner_id, "      \
 	"remote_prompt_id, remote_url, progress, message, error_code, "       \
 	"error_message, error_suggestion, error_action, error_detail, "       \
@@ -137,20 +137,20 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RELEASE] = "RELEASE nest",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO nest",
 	[ST_JOB_INSERT] =
-		"INSERT INTO jobs (id, function, quality, params_json,"
-		" idempotency_key, created_at, status, priority, attempt,"
+		"INSERT INTO jobs (id, function, params_json,"
+		" idempotency_key, created_at, quality, status, priority, attempt,"
 		" max_attempts, model_id, runner_id, remote_prompt_id,"
 		" remote_url, progress, message, error_code, error_message,"
 		" error_suggestion, error_action, error_detail, outputs_json,"
 		" tried_json, started_at, finished_at, updated_at)"
-		" VALUES (:id, :function, :quality, :params_json,"
-		" :idempotency_key, :created_at, :status, :priority, :attempt,"
+		" VALUES (:id, :function, :params_json,"
+		" :idempotency_key, :created_at, :quality, :status, :priority, :attempt,"
 		" :max_attempts, :model_id, :runner_id, :remote_prompt_id,"
 		" :remote_url, :progress, :message, :error_code, :error_message,"
 		" :error_suggestion, :error_action, :error_detail, :outputs_json,"
 		" :tried_json, :started_at, :finished_at, :updated_at)",
 	[ST_JOB_UPDATE] =
-		"UPDATE jobs SET status = :status, priority = :priority,"
+		"UPDATE jobs SET quality = :quality, status = :status, priority = :priority,"
 		" attempt = :attempt, max_attempts = :max_attempts,"
 		" model_id = :model_id, runner_id = :runner_id,"
 		" remote_prompt_id = :remote_prompt_id, remote_url = :remote_url,"
@@ -203,11 +203,11 @@ static const struct field {
 	/* Immutable: written by insert only. */
 	FIELD(id, F_ID),
 	FIELD(function, F_TEXT),
-	FIELD(quality, F_TEXT),
 	FIELD(params_json, F_TEXT),
 	FIELD(idempotency_key, F_NTEXT),
 	FIELD(created_at, F_I64),
 	/* Mutable, from FIRST_MUTABLE on: written by update too. */
+	FIELD(quality, F_TEXT), /* lowered when an out-of-memory job retries */
 	FIELD(status, F_STATUS),
 	FIELD(priority, F_INT),
 	FIELD(attempt, F_INT),
@@ -232,7 +232,7 @@ static const struct field {
 };
 
 #define NFIELDS ((int)(sizeof job_fields / sizeof job_fields[0]))
-#define FIRST_MUTABLE 6
+#define FIRST_MUTABLE 5
 
 struct store {
 	sqlite3 *db;                /* the one connection */
