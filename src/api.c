@@ -565,27 +565,9 @@ int api_output_path(const char *root, const char *rel, char *out, size_t size,
 	return 0;
 }
 
-static const struct {
-	const char *ext;
-	const char *type;
-} content_types[] = {
-	{".png", "image/png"},         {".jpg", "image/jpeg"},     {".jpeg", "image/jpeg"},
-	{".webp", "image/webp"},       {".gif", "image/gif"},      {".wav", "audio/wav"},
-	{".mp3", "audio/mpeg"},        {".flac", "audio/flac"},    {".ogg", "audio/ogg"},
-	{".mp4", "video/mp4"},         {".webm", "video/webm"},    {".json", "application/json"},
-	{".txt", "text/plain; charset=utf-8"},
-};
-
 const char *api_content_type(const char *name)
 {
-	const char *dot = strrchr(name, '.');
-
-	if (dot == NULL || strchr(dot, '/') != NULL)
-		return "application/octet-stream";
-	for (size_t i = 0; i < sizeof content_types / sizeof content_types[0]; i++)
-		if (strcasecmp(dot, content_types[i].ext) == 0)
-			return content_types[i].type;
-	return "application/octet-stream";
+	return http_content_type(name);
 }
 
 static void api_outputs(struct http_req *req)

@@ -172,6 +172,9 @@ void *http_stream_data(const struct http_stream *s);
 /* Finishes the response after queued bytes are sent, then on_close. */
 void http_stream_end(struct http_stream *s);
 
+/* The Content-Type for a file name by its extension; application/octet-stream when unknown. */
+const char *http_content_type(const char *name);
+
 /* The reason phrase for a status code ("Not Found"). */
 const char *http_status_text(int status);
 

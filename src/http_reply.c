@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -535,4 +536,30 @@ void http_stream_end(struct http_stream *s)
 	if (!s->head && !s->raw)
 		http_conn_write(s->conn, &b, 1);
 	http_conn_shutdown(s->conn);
+}
+
+static const struct {
+	const char *ext;
+	const char *type;
+} content_types[] = {
+	{".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+	{".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+	{".json", "application/json"}, {".txt", "text/plain; charset=utf-8"},
+	{".png", "image/png"}, {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"},
+	{".webp", "image/webp"}, {".gif", "image/gif"}, {".svg", "image/svg+xml"},
+	{".ico", "image/x-icon"}, {".wav", "audio/wav"}, {".mp3", "audio/mpeg"},
+	{".flac", "audio/flac"}, {".ogg", "audio/ogg"}, {".mp4", "video/mp4"},
+	{".webm", "video/webm"},
+};
+
+const char *http_content_type(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+
+	if (dot == NULL || strchr(dot, '/') != NULL)
+		return "application/octet-stream";
+	for (size_t i = 0; i < sizeof content_types / sizeof content_types[0]; i++)
+		if (strcasecmp(dot, content_types[i].ext) == 0)
+			return content_types[i].type;
+	return "application/octet-stream";
 }

@@ -21,20 +21,6 @@
 #include "server.h"
 #include "static.h"
 
-static const struct {
-	const char *ext;
-	const char *type;
-} static_types[] = {
-	{".html", "text/html; charset=utf-8"},
-	{".js", "text/javascript; charset=utf-8"},
-	{".mjs", "text/javascript; charset=utf-8"},
-	{".css", "text/css; charset=utf-8"},
-	{".json", "application/json"},
-	{".png", "image/png"},
-	{".svg", "image/svg+xml"},
-	{".ico", "image/x-icon"},
-};
-
 /*
  * The page loads nothing from elsewhere, runs no inline script, and may not
  * be framed: the browser enforces what the files already promise.
@@ -45,14 +31,7 @@ static const struct {
 
 const char *static_content_type(const char *name)
 {
-	const char *dot = strrchr(name, '.');
-
-	if (dot == NULL || strchr(dot, '/') != NULL)
-		return "application/octet-stream";
-	for (size_t i = 0; i < sizeof static_types / sizeof static_types[0]; i++)
-		if (strcasecmp(dot, static_types[i].ext) == 0)
-			return static_types[i].type;
-	return "application/octet-stream";
+	return http_content_type(name);
 }
 
 /* 1 when rel is empty or plain segments joined by '/' (a trailing '/' allowed). */

@@ -22,24 +22,14 @@
 
 extern const char *api_input_dir;
 
-static const struct {
-	const char *ext, *type;
-} mime[] = {
-	{".png", "image/png"},   {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"},
-	{".webp", "image/webp"}, {".gif", "image/gif"},  {".wav", "audio/x-wav"},
-	{".mp3", "audio/mpeg"},  {".flac", "audio/flac"}, {".ogg", "audio/ogg"},
-	{".mp4", "video/mp4"},   {".webm", "video/webm"}, {".json", "application/json"},
-	{".txt", "text/plain"},
-};
-
+/* As Python's mimetypes answers for aiohttp, which ComfyUI uses. */
 static const char *mime_type(const char *name)
 {
 	const char *dot = strrchr(name, '.');
 
-	for (size_t i = 0; dot && i < sizeof mime / sizeof mime[0]; i++)
-		if (strcasecmp(dot, mime[i].ext) == 0)
-			return mime[i].type;
-	return "application/octet-stream";
+	if (dot && strcasecmp(dot, ".wav") == 0)
+		return "audio/x-wav";
+	return http_content_type(name);
 }
 
 static const char *type_dir(const char *type)
