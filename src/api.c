@@ -50,6 +50,7 @@ static const struct http_route routes[] = {
 	{"GET", "/api/jobs/", api_job_get, HTTP_ROUTE_PREFIX, 0},   /* {id}, {id}/events */
 	{"POST", "/api/jobs/", api_job_post, HTTP_ROUTE_PREFIX, 0}, /* {id}/cancel */
 	{"GET", "/api/events", api_events, 0, 0},
+	{"GET", "/api/ws", events_ws, 0, 0},
 	{"GET", "/api/functions", api_functions, 0, 0},
 	{"GET", "/api/outputs/", api_outputs, HTTP_ROUTE_PREFIX, 0},
 	{"GET", "/health", api_health, 0, 0},

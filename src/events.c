@@ -1,6 +1,12 @@
 /*
- * events.c - job events to SSE watchers: a hash of watched jobs, each with
- * its watchers and a short replay ring, and one heartbeat timer.
+ * events.c - job events to watchers over Server-Sent Events and WebSocket:
+ * a hash of watched jobs, each with its watchers and a short replay ring,
+ * and one heartbeat timer shared by every watcher.
+ *
+ * A watcher is one SSE stream (its jobs fixed when it opens; it ends after
+ * their final states) or one WebSocket (its jobs change with its subscribe
+ * and unsubscribe messages; it stays open). Both get the same events; only
+ * the framing differs (msg_text()).
  *
  * Invariants:
  *  1. A struct ev_job exists only for a job that a watcher watches or
@@ -9,12 +15,16 @@
  *  2. Every event published for an ev_job since its creation (seq >
  *     since_seq) is in its ring, or was evicted and then dropped_seq >= its
  *     seq, or was a progress event replaced by a later progress event
- *     (which supersedes it). So a replay after Last-Event-ID L is complete
- *     when since_seq <= L and dropped_seq <= L.
- *  3. A watcher watches each job once; its subs are linked into their
- *     jobs' lists until the watcher starts ending, and it is freed only in
- *     the stream's on_close.
- *  4. ev.seq only grows: ids within one stream increase.
+ *     (which supersedes it). So a replay after event id L is complete when
+ *     the entry existed before the replay began, since_seq <= L and
+ *     dropped_seq <= L.
+ *  3. A watcher watches each job at most once. Each of its subs is linked
+ *     into its job's list and into the watcher's own list, and is freed as
+ *     it is unlinked from both (unsubscribe, a WebSocket's job finishing,
+ *     the watcher ending). A watcher is freed only in its transport's
+ *     on_close, and has no sub once it is ending.
+ *  4. ev.seq only grows: ids seen by one watcher increase.
+ *  5. A WebSocket follows at most EVENTS_WS_MAX_JOBS jobs, none finished.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,17 +42,27 @@
 #include "server.h"
 #include "store.h"
 #include "util.h"
+#include "ws.h"
 
 #define EV_LINGER_MS 60000          /* ring kept after the last watcher left */
-#define EV_MAX_EVENT (256 * 1024)   /* bytes of one formatted event */
+#define EV_MAX_EVENT (256 * 1024)   /* bytes of one event's view */
+#define EV_MAX_FRAMING 128          /* bytes an event's framing adds to its view */
 #define EV_RETRY "retry: 2000\n\n"
 #define EV_PING ": ping\n\n"
+#define EV_WS_PING "{\"event\": \"ping\"}"
+#define EV_WS_DEPTH 8               /* JSON nesting of a client message */
+#define EV_WS_USAGE "send text messages of JSON such as {\"subscribe\": [\"JOB_ID\"]}"
+#define EV_WS_GOING_AWAY 1001       /* close codes (RFC 6455 7.4.1) */
+#define EV_WS_POLICY 1008
+#define EV_WS_TOO_BIG 1009
+
+enum ev_kind { EV_SSE, EV_WS };
 
 struct ev_entry {
 	uint64_t seq;
-	char *text; /* the formatted event; owned */
+	char *data;   /* the view, one line of JSON; owned */
 	size_t len;
-	int progress; /* 1: a progress event, replaced by the next one */
+	int progress; /* 1: a "progress" event, replaced by the next one; 0: "state" */
 };
 
 struct ev_sub;
@@ -61,20 +81,34 @@ struct ev_job {
 
 struct watcher;
 
+/* One watcher following one job; owned by the watcher (invariant 3). */
 struct ev_sub {
 	struct watcher *w;
-	struct ev_job *job;      /* NULL once unlinked */
-	struct ev_sub *prev, *next;
-	int done;                /* its terminal state was sent */
+	struct ev_job *job;
+	struct ev_sub *prev, *next;   /* in job->subs */
+	struct ev_sub *wprev, *wnext; /* in w->subs */
+	int done;                     /* SSE: its terminal state was sent */
 };
 
 struct watcher {
-	struct http_stream *stream; /* valid until on_close */
+	enum ev_kind kind;
+	struct http_stream *stream; /* EV_SSE: valid until on_close */
+	struct ws_conn *ws;         /* EV_WS: valid until on_close */
 	struct watcher *prev, *next;
+	struct ev_sub *subs;        /* the jobs it follows */
 	size_t nsubs;
-	size_t left;                /* subs not yet done */
-	int ending;                 /* http_stream_end() called */
-	struct ev_sub subs[];
+	size_t left;                /* EV_SSE: subs not yet done */
+	int ending;                 /* stream ended or close begun; no subs left */
+	int burst;                  /* answering its peer: backlog checked once, before */
+};
+
+/* One event, framed for each transport at most once. */
+struct ev_msg {
+	uint64_t seq;
+	const char *type;   /* "state" or "progress"; static */
+	const char *data;   /* the view; borrowed */
+	size_t len;
+	struct buf text[2]; /* by enum ev_kind; empty until first needed */
 };
 
 /* The module's state; loop thread only. */
@@ -82,7 +116,7 @@ static struct {
 	struct ev_job **buckets; /* hash table of watched jobs */
 	size_t nbuckets;         /* power of two, or 0 before first use */
 	size_t njobs;
-	struct watcher *watchers; /* every open stream */
+	struct watcher *watchers; /* every open SSE stream and WebSocket */
 	size_t nwatchers;
 	uint64_t seq;            /* last event id given out */
 	uv_timer_t ping;         /* heartbeat and sweep */
@@ -180,7 +214,30 @@ static const char *nonempty(const char *s, const char *def)
 	return s != NULL && s[0] != '\0' ? s : def;
 }
 
-/* {code, message, suggestion, action}: the job's texts, the catalog's if unset. */
+/* What the server already tried, in plain words: "We tried 3 times, on 2 different servers." */
+static const char *tried_sentence(const struct job *j)
+{
+	static char text[128];
+	struct json_object *tried = NULL;
+	struct err e = {0};
+	int attempts = j->attempt + 1, servers = 1;
+
+	if (j->tried_json && json_parse(j->tried_json, strlen(j->tried_json), 4, &tried, &e) == 0 &&
+	    json_object_is_type(tried, json_type_array))
+		servers += (int)json_object_array_length(tried);
+	json_object_put(tried);
+	if (attempts < servers)
+		attempts = servers;
+	if (attempts == 1)
+		snprintf(text, sizeof text, "We tried once.");
+	else if (servers > 1)
+		snprintf(text, sizeof text, "We tried %d times, on %d different servers.", attempts, servers);
+	else
+		snprintf(text, sizeof text, "We tried %d times.", attempts);
+	return text;
+}
+
+/* {code, message, suggestion, action, tried}: the job's texts, the catalog's if unset. */
 static struct json_object *view_error(const struct job *j)
 {
 	const struct user_error *ue = errors_find(j->error_code);
@@ -192,6 +249,7 @@ static struct json_object *view_error(const struct job *j)
 	json_put(o, "message", json_str(nonempty(j->error_message, ue->message)));
 	json_put(o, "suggestion", json_str(nonempty(j->error_suggestion, ue->suggestion)));
 	json_put(o, "action", json_str(nonempty(j->error_action, ue->action)));
+	json_put(o, "tried", json_str(tried_sentence(j)));
 	return o;
 }
 
@@ -231,6 +289,8 @@ struct json_object *events_job_view(const struct job *j, const struct sjob *sj)
 	json_put(o, "queue_position", int_or_null(pos));
 	json_put(o, "eta_seconds", int_or_null(eta));
 	json_put(o, "outputs", view_outputs(j->outputs_json));
+	if (sj != NULL && sj->notice != NULL)
+		json_put(o, "notice", json_str(sj->notice));
 	if ((j->status == JOB_FAILED || j->status == JOB_CANCELLED) &&
 	    nonempty(j->error_code, NULL) != NULL)
 		json_put(o, "error", view_error(j));
@@ -305,7 +365,7 @@ static void table_grow(void)
 	ev.nbuckets = n;
 }
 
-/* The entry for id, created when missing. Owned by the table. */
+/* The entry for id (a job id from a view), created when missing. Owned by the table. */
 static struct ev_job *job_get(const char *id)
 {
 	struct ev_job *je = job_lookup(id);
@@ -329,7 +389,7 @@ static struct ev_job *job_get(const char *id)
 static void job_free_entry(struct ev_job *je)
 {
 	for (size_t i = 0; je->ring != NULL && i < je->count; i++)
-		free(je->ring[(je->head + i) % EVENTS_RING].text);
+		free(je->ring[(je->head + i) % EVENTS_RING].data);
 	free(je->ring);
 	free(je);
 }
@@ -346,8 +406,12 @@ static void job_remove(struct ev_job *je)
 	job_free_entry(je);
 }
 
-/* Keeps an event for replay; takes ownership of text. */
-static void ring_push(struct ev_job *je, uint64_t seq, char *text, size_t len, int progress)
+/*
+ * Keeps an event for replay; takes ownership of data. Returns its entry,
+ * borrowed until the next push to je.
+ */
+static const struct ev_entry *ring_push(struct ev_job *je, uint64_t seq, char *data,
+					size_t len, int progress)
 {
 	struct ev_entry *last;
 
@@ -356,99 +420,249 @@ static void ring_push(struct ev_job *je, uint64_t seq, char *text, size_t len, i
 	last = je->count ? &je->ring[(je->head + je->count - 1) % EVENTS_RING] : NULL;
 	if (progress && last != NULL && last->progress) {
 		/* A newer progress event supersedes the last one (invariant 2). */
-		free(last->text);
-		*last = (struct ev_entry){seq, text, len, 1};
-		return;
+		free(last->data);
+		*last = (struct ev_entry){seq, data, len, 1};
+		return last;
 	}
 	if (je->count == EVENTS_RING) {
 		struct ev_entry *old = &je->ring[je->head];
 
 		je->dropped_seq = old->seq;
-		free(old->text);
+		free(old->data);
 		je->head = (je->head + 1) % EVENTS_RING;
 		je->count--;
 	}
-	je->ring[(je->head + je->count) % EVENTS_RING] = (struct ev_entry){seq, text, len, progress};
+	last = &je->ring[(je->head + je->count) % EVENTS_RING];
+	*last = (struct ev_entry){seq, data, len, progress};
 	je->count++;
+	return last;
+}
+
+/* ---- framing ---- */
+
+/* data (borrowed) must outlive m; release m with msg_cleanup(). */
+static void msg_init(struct ev_msg *m, uint64_t seq, int progress, const char *data, size_t len)
+{
+	m->seq = seq;
+	m->type = progress ? "progress" : "state";
+	m->data = data;
+	m->len = len;
+	buf_init(&m->text[EV_SSE], EV_MAX_EVENT + EV_MAX_FRAMING);
+	buf_init(&m->text[EV_WS], EV_MAX_EVENT + EV_MAX_FRAMING);
+}
+
+static void msg_cleanup(struct ev_msg *m)
+{
+	buf_cleanup(&m->text[EV_SSE]);
+	buf_cleanup(&m->text[EV_WS]);
+}
+
+/*
+ * m as kind frames it: SSE "id: N\nevent: T\ndata: VIEW\n\n", WebSocket
+ * {"event": T, "id": N, "data": VIEW}. Borrowed from m.
+ */
+static const struct buf *msg_text(struct ev_msg *m, enum ev_kind kind)
+{
+	struct buf *b = &m->text[kind];
+	unsigned long long seq = (unsigned long long)m->seq;
+
+	if (b->len > 0)
+		return b;
+	if (kind == EV_SSE)
+		buf_printf(b, "id: %llu\nevent: %s\ndata: ", seq, m->type);
+	else
+		buf_printf(b, "{\"event\": \"%s\", \"id\": %llu, \"data\": ", m->type, seq);
+	/* Cannot fail: the view is at most EV_MAX_EVENT bytes. */
+	buf_append(b, m->data, m->len);
+	buf_puts(b, kind == EV_SSE ? "\n\n" : "}");
+	return b;
 }
 
 /* ---- watchers ---- */
 
 static void ping_update(void);
 
-static void sub_unlink(struct ev_sub *s)
+/* A new sub of w following je; owned by w (invariant 3). */
+static struct ev_sub *sub_add(struct watcher *w, struct ev_job *je)
+{
+	struct ev_sub *s = xcalloc(1, sizeof *s);
+
+	s->w = w;
+	s->job = je;
+	s->next = je->subs;
+	if (je->subs != NULL)
+		je->subs->prev = s;
+	je->subs = s;
+	je->nsubs++;
+	s->wnext = w->subs;
+	if (w->subs != NULL)
+		w->subs->wprev = s;
+	w->subs = s;
+	w->nsubs++;
+	return s;
+}
+
+/* Unlinks s from its job and its watcher, and frees it. */
+static void sub_remove(struct ev_sub *s)
 {
 	struct ev_job *je = s->job;
+	struct watcher *w = s->w;
 
-	if (je == NULL)
-		return;
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
 		je->subs = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	s->job = NULL;
-	s->prev = s->next = NULL;
 	if (--je->nsubs == 0)
 		je->idle_since_ms = util_mono_ms();
+	if (s->wprev != NULL)
+		s->wprev->wnext = s->wnext;
+	else
+		w->subs = s->wnext;
+	if (s->wnext != NULL)
+		s->wnext->wprev = s->wprev;
+	w->nsubs--;
+	free(s);
 }
 
-static void sub_link(struct watcher *w, struct ev_sub *s, struct ev_job *je)
+/* w's sub of je, or NULL; walks the shorter of the two lists. */
+static struct ev_sub *sub_find(const struct watcher *w, const struct ev_job *je)
 {
-	s->w = w;
-	s->job = je;
-	s->prev = NULL;
-	s->next = je->subs;
-	if (je->subs != NULL)
-		je->subs->prev = s;
-	je->subs = s;
-	je->nsubs++;
+	struct ev_sub *s;
+
+	if (je == NULL)
+		return NULL;
+	if (je->nsubs < w->nsubs) {
+		s = je->subs;
+		while (s != NULL && s->w != w)
+			s = s->next;
+	} else {
+		s = w->subs;
+		while (s != NULL && s->job != je)
+			s = s->wnext;
+	}
+	return s;
 }
 
 /*
- * Ends w's stream: it stops watching at once (so it costs publishers
- * nothing) and is freed in on_close once the HTTP layer is done.
+ * Ends w: it stops watching at once (so it costs publishers nothing) and
+ * is freed in its on_close once the HTTP layer is done. code is the
+ * WebSocket close code.
  */
-static void watcher_end(struct watcher *w)
+static void watcher_end(struct watcher *w, uint16_t code)
 {
 	if (w->ending)
 		return;
 	w->ending = 1;
-	for (size_t i = 0; i < w->nsubs; i++)
-		sub_unlink(&w->subs[i]);
-	http_stream_end(w->stream);
+	while (w->subs != NULL)
+		sub_remove(w->subs);
+	if (w->kind == EV_SSE)
+		http_stream_end(w->stream);
+	else
+		ws_close(w->ws, code);
 }
 
-/* Writes bytes to w, or drops w when its peer does not keep up. */
-static void watcher_send(struct watcher *w, const char *p, size_t n)
+static size_t watcher_queued(const struct watcher *w)
+{
+	return w->kind == EV_SSE ? http_stream_queued(w->stream) : ws_queued(w->ws);
+}
+
+/*
+ * Queues bytes (copied) on w, or drops w when its peer does not keep up:
+ * over EVENTS_MAX_QUEUED unsent bytes, checked before a burst rather than
+ * during it. Returns -1 when w is ending (its subs are gone), else 0.
+ */
+static int watcher_send(struct watcher *w, const char *p, size_t n)
+{
+	size_t queued;
+	int rc;
+
+	if (w->ending)
+		return -1;
+	queued = watcher_queued(w);
+	if (!w->burst && queued + n > EVENTS_MAX_QUEUED)
+		rc = -1;
+	else if (w->kind == EV_SSE)
+		rc = http_stream_write(w->stream, p, n);
+	else
+		rc = ws_send_text(w->ws, p, n);
+	if (rc < 0) {
+		log_info("%s watcher dropped reason=backpressure queued=%zu",
+			 w->kind == EV_SSE ? "sse" : "ws", queued);
+		watcher_end(w, EV_WS_POLICY);
+		return -1;
+	}
+	return 0;
+}
+
+static int msg_send(struct watcher *w, struct ev_msg *m)
+{
+	const struct buf *t = msg_text(m, w->kind);
+
+	return watcher_send(w, t->data, t->len);
+}
+
+/*
+ * Starts answering w's peer (a stream opening, a subscribe message):
+ * drops w when its backlog is already over the cap, else lets the answer
+ * through whole. Returns -1 when w is ending.
+ */
+static int burst_begin(struct watcher *w)
 {
 	if (w->ending)
-		return;
-	if (http_stream_queued(w->stream) + n > EVENTS_MAX_QUEUED ||
-	    http_stream_write(w->stream, p, n) < 0) {
-		log_info("sse watcher dropped reason=backpressure queued=%zu",
-			 http_stream_queued(w->stream));
-		watcher_end(w);
+		return -1;
+	if (watcher_queued(w) > EVENTS_MAX_QUEUED) {
+		log_info("%s watcher dropped reason=backpressure queued=%zu",
+			 w->kind == EV_SSE ? "sse" : "ws", watcher_queued(w));
+		watcher_end(w, EV_WS_POLICY);
+		return -1;
 	}
+	w->burst = 1;
+	return 0;
 }
 
-/* Marks w's sub done after its terminal event; ends w when none is left. */
-static void sub_done(struct ev_sub *s)
+/*
+ * After s's job sent its final state: a WebSocket forgets the job; an SSE
+ * stream marks it and ends once no job is left.
+ */
+static void sub_finish(struct ev_sub *s)
 {
+	struct watcher *w = s->w;
+
+	if (w->kind == EV_WS) {
+		sub_remove(s);
+		return;
+	}
 	if (s->done)
 		return;
 	s->done = 1;
-	if (--s->w->left == 0)
-		watcher_end(s->w);
+	if (--w->left == 0)
+		watcher_end(w, 0);
 }
 
-static void on_stream_close(struct http_stream *st, void *ud)
+static struct watcher *watcher_new(enum ev_kind kind)
 {
-	struct watcher *w = ud;
+	struct watcher *w = xcalloc(1, sizeof *w);
 
-	for (size_t i = 0; i < w->nsubs; i++)
-		sub_unlink(&w->subs[i]);
+	w->kind = kind;
+	return w;
+}
+
+static void watcher_link(struct watcher *w)
+{
+	w->next = ev.watchers;
+	if (ev.watchers != NULL)
+		ev.watchers->prev = w;
+	ev.watchers = w;
+	ev.nwatchers++;
+}
+
+/* The transport closed: w goes. */
+static void watcher_free(struct watcher *w)
+{
+	while (w->subs != NULL)
+		sub_remove(w->subs);
 	if (w->prev != NULL)
 		w->prev->next = w->next;
 	else
@@ -458,6 +672,12 @@ static void on_stream_close(struct http_stream *st, void *ud)
 	ev.nwatchers--;
 	free(w);
 	ping_update();
+}
+
+static void on_stream_close(struct http_stream *st, void *ud)
+{
+	(void)st;
+	watcher_free(ud);
 }
 
 /* ---- heartbeat and sweep ---- */
@@ -485,7 +705,10 @@ static void on_ping(uv_timer_t *t)
 	while (w != NULL) {
 		struct watcher *next = w->next;
 
-		watcher_send(w, EV_PING, strlen(EV_PING));
+		if (w->kind == EV_SSE)
+			watcher_send(w, EV_PING, strlen(EV_PING));
+		else
+			watcher_send(w, EV_WS_PING, strlen(EV_WS_PING));
 		w = next;
 	}
 	sweep(util_mono_ms());
@@ -514,7 +737,7 @@ static void ping_update(void)
 	ev.ping_on = want;
 }
 
-/* ---- opening a stream ---- */
+/* ---- beginning to follow jobs ---- */
 
 struct json_object *events_view_find(const char *id, struct err *err)
 {
@@ -535,8 +758,8 @@ struct json_object *events_view_find(const char *id, struct err *err)
 	return view;
 }
 
-/* Last-Event-ID as a number; 0 when absent or not a plain decimal. */
-static uint64_t last_event_id(const char *h)
+/* An event id (Last-Event-ID, ?after=) as a number; 0 when absent or not a plain decimal. */
+static uint64_t parse_seq(const char *h)
 {
 	char *end;
 	unsigned long long v;
@@ -545,29 +768,6 @@ static uint64_t last_event_id(const char *h)
 		return 0;
 	v = strtoull(h, &end, 10);
 	return *end == '\0' ? (uint64_t)v : 0;
-}
-
-/*
- * Views of the distinct jobs among ids into views (owned by the caller),
- * their count into *nv. -1 with err set when one is unknown.
- */
-static int views_find(const char *const *ids, size_t n, struct json_object **views,
-		      size_t *nv, struct err *err)
-{
-	*nv = 0;
-	for (size_t i = 0; i < n; i++) {
-		int dup = 0;
-
-		for (size_t k = 0; k < i && !dup; k++)
-			dup = strcmp(ids[k], ids[i]) == 0;
-		if (dup)
-			continue;
-		views[*nv] = events_view_find(ids[i], err);
-		if (views[*nv] == NULL)
-			return -1;
-		(*nv)++;
-	}
-	return 0;
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -602,107 +802,398 @@ static void replay_collect(const struct ev_job *je, uint64_t last, const struct 
 static void send_snapshot(struct watcher *w, const struct json_object *view)
 {
 	struct buf b;
+	struct ev_msg m;
 
 	buf_init(&b, EV_MAX_EVENT);
-	if (events_format(&b, ++ev.seq, "state", view) == 0)
-		watcher_send(w, b.data, b.len);
+	if (json_dump(&b, view) == 0) {
+		msg_init(&m, ++ev.seq, 0, b.data, b.len);
+		msg_send(w, &m);
+		msg_cleanup(&m);
+	}
 	buf_cleanup(&b);
 }
 
 /*
- * Subscribes w to each viewed job, then sends the missed events (when the
- * ring has them all) or the current state of each job, in id order.
+ * Makes w follow job id, whose view says whether it has finished. An SSE
+ * stream follows every job it names, finished or not; a WebSocket only
+ * jobs still live, once each (invariants 3 and 5).
+ */
+static void watcher_follow(struct watcher *w, const char *id, int finished)
+{
+	struct ev_job *je;
+	struct ev_sub *s;
+
+	if (w->kind == EV_WS && finished)
+		return;
+	je = job_get(id);
+	if (sub_find(w, je) != NULL)
+		return;
+	s = sub_add(w, je);
+	s->done = finished;
+	if (w->kind == EV_SSE)
+		w->left += !finished;
+}
+
+/*
+ * Follows each viewed job, then sends the missed events of the jobs whose
+ * ring holds them all, in id order, then the current view of the others.
+ * views are borrowed. Call between burst_begin() and w->burst = 0.
  */
 static void watcher_begin(struct watcher *w, struct json_object **views, size_t nv,
 			  uint64_t last)
 {
 	const struct ev_entry **replay = NULL;
 	size_t nr = 0;
-	int *snap = xcalloc(nv, sizeof *snap);
+	int *snap = xcalloc(nv ? nv : 1, sizeof *snap);
 
 	for (size_t i = 0; i < nv; i++) {
-		struct ev_job *je = job_get(json_get_str(views[i], "job_id"));
+		const char *id = json_get_str(views[i], "job_id");
+		const struct ev_job *je = job_lookup(id);
 
-		sub_link(w, &w->subs[i], je);
-		w->subs[i].done = view_terminal(views[i]);
-		w->left += !w->subs[i].done;
-		if (can_replay(je, last))
+		/* An entry made just now knows nothing of what came before. */
+		if (je != NULL && can_replay(je, last))
 			replay_collect(je, last, &replay, &nr);
 		else
 			snap[i] = 1;
+		watcher_follow(w, id, view_terminal(views[i]));
 	}
 	if (nr > 1)
 		qsort(replay, nr, sizeof *replay, entry_cmp);
-	for (size_t i = 0; i < nr; i++)
-		watcher_send(w, replay[i]->text, replay[i]->len);
+	for (size_t i = 0; i < nr; i++) {
+		struct ev_msg m;
+
+		msg_init(&m, replay[i]->seq, replay[i]->progress, replay[i]->data, replay[i]->len);
+		msg_send(w, &m);
+		msg_cleanup(&m);
+	}
 	for (size_t i = 0; i < nv; i++)
 		if (snap[i])
 			send_snapshot(w, views[i]);
 	free(replay);
 	free(snap);
-	if (w->left == 0)
-		watcher_end(w);
 }
 
-static struct watcher *watcher_new(size_t nsubs)
+/* 1, after answering 503, when no watcher may open now. */
+static int watchers_full(struct http_req *req)
 {
-	struct watcher *w = xcalloc(1, sizeof *w + nsubs * sizeof w->subs[0]);
-
-	w->nsubs = nsubs;
-	w->next = ev.watchers;
-	if (ev.watchers != NULL)
-		ev.watchers->prev = w;
-	ev.watchers = w;
-	ev.nwatchers++;
-	return w;
+	if (!ev.shut && (server.cfg.max_watchers <= 0 ||
+			 ev.nwatchers < (size_t)server.cfg.max_watchers))
+		return 0;
+	http_reply_error(req, 503, "QUEUE_FULL", "Too many pages are following jobs right now.",
+			 NULL);
+	return 1;
 }
 
-/* Refuses the request when the stream cannot be opened; 0 when it can. */
-static int open_check(struct http_req *req, size_t n)
+/* ---- Server-Sent Events ---- */
+
+/*
+ * Views of the distinct jobs among ids into views (owned by the caller),
+ * their count into *nv. -1 with err set when one is unknown.
+ */
+static int views_find(const char *const *ids, size_t n, struct json_object **views,
+		      size_t *nv, struct err *err)
 {
-	if (n == 0 || n > EVENTS_MAX_JOBS) {
-		http_reply_error(req, 400, "INVALID_INPUT",
-				 "jobs: give from 1 to 100 job ids, separated by commas", "jobs");
-		return -1;
-	}
-	if (ev.shut || (server.cfg.max_watchers > 0 &&
-			ev.nwatchers >= (size_t)server.cfg.max_watchers)) {
-		http_reply_error(req, 503, "QUEUE_FULL",
-				 "Too many pages are following jobs right now.", NULL);
-		return -1;
+	*nv = 0;
+	for (size_t i = 0; i < n; i++) {
+		int dup = 0;
+
+		for (size_t k = 0; k < i && !dup; k++)
+			dup = strcmp(ids[k], ids[i]) == 0;
+		if (dup)
+			continue;
+		views[*nv] = events_view_find(ids[i], err);
+		if (views[*nv] == NULL)
+			return -1;
+		(*nv)++;
 	}
 	return 0;
 }
 
+static void views_free(struct json_object **views, size_t nv)
+{
+	for (size_t i = 0; i < nv; i++)
+		json_object_put(views[i]);
+	free(views);
+}
+
 int events_open(struct http_req *req, const char *const *job_ids, size_t n)
 {
-	uint64_t last = last_event_id(http_req_header(req, "Last-Event-ID"));
+	uint64_t last = parse_seq(http_req_header(req, "Last-Event-ID"));
 	struct json_object **views;
 	struct watcher *w;
 	struct err err = {0};
 	size_t nv = 0;
 
-	if (open_check(req, n) < 0)
+	if (n == 0 || n > EVENTS_MAX_JOBS) {
+		http_reply_error(req, 400, "INVALID_INPUT",
+				 "jobs: give from 1 to 100 job ids, separated by commas", "jobs");
+		return -1;
+	}
+	if (watchers_full(req))
 		return -1;
 	views = xcalloc(n, sizeof *views);
 	if (views_find(job_ids, n, views, &nv, &err) < 0) {
-		for (size_t i = 0; i < nv; i++)
-			json_object_put(views[i]);
-		free(views);
+		views_free(views, nv);
 		http_reply_err(req, &err);
 		return -1;
 	}
-	w = watcher_new(nv);
+	w = watcher_new(EV_SSE);
+	watcher_link(w);
 	http_reply_header(req, "Cache-Control", "no-cache");
 	http_reply_header(req, "X-Accel-Buffering", "no");
 	w->stream = http_stream_start(req, 200, "text/event-stream", on_stream_close, w);
 	watcher_send(w, EV_RETRY, strlen(EV_RETRY));
-	watcher_begin(w, views, nv, last);
-	for (size_t i = 0; i < nv; i++)
-		json_object_put(views[i]);
-	free(views);
+	if (burst_begin(w) == 0) {
+		watcher_begin(w, views, nv, last);
+		w->burst = 0;
+		if (w->left == 0)
+			watcher_end(w, 0);
+	}
+	views_free(views, nv);
 	ping_update();
 	return 0;
+}
+
+/* ---- WebSocket ---- */
+
+/* Sends {"event": "error", "data": {code, message, suggestion, action, field?, job_id?}}. */
+static void ws_send_error(struct watcher *w, const char *code, const char *message,
+			  const char *field, const char *job_id)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *e = errors_json(code, message, field);
+	struct buf b;
+
+	if (job_id != NULL)
+		json_put(e, "job_id", json_str(job_id));
+	json_put(o, "event", json_str("error"));
+	json_put(o, "data", e);
+	buf_init(&b, EV_MAX_EVENT);
+	if (json_dump(&b, o) == 0)
+		watcher_send(w, b.data, b.len);
+	buf_cleanup(&b);
+	json_object_put(o);
+}
+
+/* 1 when ids[i] (strings) repeats an earlier one. */
+static int id_repeats(struct json_object *ids, size_t i)
+{
+	const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
+
+	for (size_t k = 0; k < i; k++)
+		if (strcmp(json_object_get_string(json_object_array_get_idx(ids, k)), id) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The view of id for a subscription, or NULL after telling the peer why:
+ * an unknown job, or one more live job than a WebSocket may follow.
+ * *added counts the live jobs this message adds. Caller owns the view.
+ */
+static struct json_object *ws_view(struct watcher *w, const char *id, size_t *added)
+{
+	struct err err = {0};
+	struct json_object *v = events_view_find(id, &err);
+
+	if (v == NULL) {
+		ws_send_error(w, err.code == ERR_NOT_FOUND ? "NOT_FOUND" : "INTERNAL", NULL, NULL,
+			      id);
+		return NULL;
+	}
+	if (view_terminal(v) || sub_find(w, job_lookup(id)) != NULL)
+		return v;
+	if (w->nsubs + *added >= EVENTS_WS_MAX_JOBS) {
+		ws_send_error(w, "INVALID_INPUT",
+			      "subscribe: a connection follows at most 1000 jobs at once; "
+			      "unsubscribe from some first",
+			      "subscribe", id);
+		json_object_put(v);
+		return NULL;
+	}
+	(*added)++;
+	return v;
+}
+
+/* Follows each job of ids (a checked array of strings); see events.h. */
+static void ws_subscribe(struct watcher *w, struct json_object *ids, uint64_t after)
+{
+	size_t n = json_object_array_length(ids), nv = 0, added = 0;
+	struct json_object **views;
+
+	if (n > EVENTS_WS_MAX_JOBS) {
+		ws_send_error(w, "INVALID_INPUT",
+			      "subscribe: give at most 1000 job ids in one message", "subscribe",
+			      NULL);
+		return;
+	}
+	views = xcalloc(n ? n : 1, sizeof *views);
+	for (size_t i = 0; i < n && !w->ending; i++) {
+		const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
+		struct json_object *v = id_repeats(ids, i) ? NULL : ws_view(w, id, &added);
+
+		if (v != NULL)
+			views[nv++] = v;
+	}
+	if (!w->ending)
+		watcher_begin(w, views, nv, after);
+	views_free(views, nv);
+}
+
+/* Stops following each job of ids; ids it does not follow are ignored. */
+static void ws_unsubscribe(struct watcher *w, struct json_object *ids)
+{
+	for (size_t i = 0; i < json_object_array_length(ids); i++) {
+		const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
+		struct ev_sub *s = sub_find(w, job_lookup(id));
+
+		if (s != NULL)
+			sub_remove(s);
+	}
+}
+
+/* 1 when v is an array of at most EVENTS_WS_MAX_JOBS strings. */
+static int id_array_ok(struct json_object *v)
+{
+	size_t n;
+
+	if (!json_object_is_type(v, json_type_array))
+		return 0;
+	n = json_object_array_length(v);
+	for (size_t i = 0; i < n; i++)
+		if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_string))
+			return 0;
+	return n <= EVENTS_WS_MAX_JOBS;
+}
+
+/*
+ * Checks a client message {subscribe?, unsubscribe?, after?}. Returns 0,
+ * or -1 with why (naming the field) and *field filled.
+ */
+static int ws_message_check(struct json_object *o, char why[160], const char **field)
+{
+	struct json_object *after = json_get(o, "after");
+
+	json_object_object_foreach(o, key, val) {
+		int list = strcmp(key, "subscribe") == 0 || strcmp(key, "unsubscribe") == 0;
+
+		*field = key;
+		if (!list && strcmp(key, "after") != 0) {
+			snprintf(why, 160,
+				 "%.40s: unknown field; allowed: subscribe, unsubscribe, after", key);
+			return -1;
+		}
+		if (list && !id_array_ok(val)) {
+			snprintf(why, 160, "%s: must be an array of at most 1000 job ids", key);
+			return -1;
+		}
+	}
+	*field = "after";
+	if (after != NULL && (!json_object_is_type(after, json_type_int) ||
+			      json_object_get_int64(after) < 0)) {
+		snprintf(why, 160, "after: must be an event id, a whole number");
+		return -1;
+	}
+	*field = "subscribe";
+	if (json_get(o, "subscribe") == NULL && json_get(o, "unsubscribe") == NULL) {
+		snprintf(why, 160, "subscribe: is required, e.g. {\"subscribe\": [\"JOB_ID\"]}");
+		return -1;
+	}
+	return 0;
+}
+
+/* Does what a checked client message asks: unsubscribe first, then subscribe. */
+static void ws_message(struct watcher *w, struct json_object *o)
+{
+	struct json_object *after = json_get(o, "after");
+
+	if (json_get(o, "unsubscribe") != NULL)
+		ws_unsubscribe(w, json_get(o, "unsubscribe"));
+	if (json_get(o, "subscribe") != NULL)
+		ws_subscribe(w, json_get(o, "subscribe"),
+			     after ? (uint64_t)json_object_get_int64(after) : 0);
+}
+
+static void ws_on_text(struct ws_conn *ws, const char *msg, size_t len, void *ud)
+{
+	struct watcher *w = ud;
+	struct json_object *o = NULL;
+	struct err err = {0};
+	const char *field = NULL;
+	char why[160];
+
+	(void)ws;
+	if (len > EVENTS_WS_MAX_MESSAGE) {
+		log_info("ws watcher dropped reason=message_too_big bytes=%zu", len);
+		watcher_end(w, EV_WS_TOO_BIG);
+		return;
+	}
+	if (burst_begin(w) < 0)
+		return;
+	if (json_parse(msg, len, EV_WS_DEPTH, &o, &err) < 0 ||
+	    !json_object_is_type(o, json_type_object))
+		ws_send_error(w, "INVALID_INPUT", EV_WS_USAGE, NULL, NULL);
+	else if (ws_message_check(o, why, &field) < 0)
+		ws_send_error(w, "INVALID_INPUT", why, field, NULL);
+	else
+		ws_message(w, o);
+	w->burst = 0;
+	json_object_put(o);
+}
+
+static void ws_on_binary(struct ws_conn *ws, const void *msg, size_t len, void *ud)
+{
+	(void)ws;
+	(void)msg;
+	(void)len;
+	ws_send_error(ud, "INVALID_INPUT", EV_WS_USAGE, NULL, NULL);
+}
+
+static void ws_on_close(struct ws_conn *ws, void *ud)
+{
+	(void)ws;
+	watcher_free(ud);
+}
+
+static const struct ws_callbacks ws_callbacks = {ws_on_text, ws_on_binary, ws_on_close};
+
+/* "a,b" as a JSON array of its non-empty parts. Caller owns the result. */
+static struct json_object *id_list(const char *csv)
+{
+	struct json_object *a = json_object_new_array();
+	char *copy = xstrdup(csv), *save = NULL;
+
+	for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
+		json_object_array_add(a, json_str(t));
+	free(copy);
+	return a;
+}
+
+void events_ws(struct http_req *req)
+{
+	const char *q = http_req_query(req, "jobs");
+	uint64_t after = parse_seq(http_req_query(req, "after"));
+	struct json_object *ids;
+	struct watcher *w;
+
+	if (watchers_full(req))
+		return;
+	/* The request's strings go with it once the upgrade consumes it. */
+	ids = id_list(q ? q : "");
+	w = watcher_new(EV_WS);
+	w->ws = http_ws_accept(req, &ws_callbacks, w);
+	if (w->ws == NULL) {
+		free(w); /* its callbacks are never called */
+		json_object_put(ids);
+		return;
+	}
+	watcher_link(w);
+	if (json_object_array_length(ids) > 0 && burst_begin(w) == 0) {
+		ws_subscribe(w, ids, after);
+		w->burst = 0;
+	}
+	json_object_put(ids);
+	ping_update();
 }
 
 /* ---- publishing ---- */
@@ -710,37 +1201,46 @@ int events_open(struct http_req *req, const char *const *job_ids, size_t n)
 void events_publish(const char *job_id, const char *type, struct json_object *view)
 {
 	struct ev_job *je = job_lookup(job_id);
+	const struct ev_entry *e;
 	struct ev_sub *s, *next;
+	struct ev_msg m;
 	struct buf b;
-	char *text;
+	char *data;
 	size_t len;
 	int terminal;
 
 	if (je == NULL || ev.shut)
 		return;
 	buf_init(&b, EV_MAX_EVENT);
-	if (events_format(&b, ev.seq + 1, type, view) < 0) {
-		log_warn("sse event dropped job=%s reason=too_large", job_id);
+	if (json_dump(&b, view) < 0) {
+		log_warn("event dropped job=%s reason=too_large", job_id);
 		buf_cleanup(&b);
 		return;
 	}
-	ev.seq++;
 	terminal = view_terminal(view);
 	len = b.len;
-	text = buf_steal(&b);
-	ring_push(je, ev.seq, text, len, strcmp(type, "progress") == 0);
+	data = buf_steal(&b);
+	e = ring_push(je, ++ev.seq, data, len, strcmp(type, "progress") == 0);
+	msg_init(&m, e->seq, e->progress, e->data, e->len);
 	/*
-	 * Ending a watcher unlinks only its own sub from this list (a watcher
-	 * watches a job once), so the saved next stays valid.
+	 * Ending or finishing a watcher unlinks only its own sub from this
+	 * list (a watcher watches a job once), so the saved next stays valid.
 	 */
 	for (s = je->subs; s != NULL; s = next) {
 		next = s->next;
-		if (s->done)
+		if (s->done || msg_send(s->w, &m) < 0)
 			continue;
-		watcher_send(s->w, text, len);
 		if (terminal)
-			sub_done(s);
+			sub_finish(s);
 	}
+	msg_cleanup(&m);
+}
+
+int events_watched(const char *job_id)
+{
+	const struct ev_job *je = job_lookup(job_id);
+
+	return je != NULL && je->nsubs > 0;
 }
 
 size_t events_watchers(void)
@@ -756,7 +1256,7 @@ void events_shutdown(void)
 	while (w != NULL) {
 		struct watcher *next = w->next;
 
-		watcher_end(w);
+		watcher_end(w, EV_WS_GOING_AWAY);
 		w = next;
 	}
 	for (size_t i = 0; i < ev.nbuckets; i++) {
