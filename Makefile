@@ -70,7 +70,8 @@ $(BUILD)/tests/libnvidia-ml.so.1: tests/fake_nvml.c
 # Tests exec the binaries in FNRUN_BIN and read examples/ and ../shared.
 check:
 	$(MAKE) SAN=1 all $(SANDIR)/tests/run
-	FNRUN_BIN=$(SANDIR)/bin ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	FNRUN_BIN=$(SANDIR)/bin DOCKER_HOST=$${DOCKER_HOST:-unix:///run/podman/podman.sock} \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(SANDIR)/tests/run $(TESTS)
 
@@ -95,3 +96,44 @@ clean:
 
 .PHONY: all check run deps bench format clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- containers: runtime docker (DESIGN.md §5), images built locally ----
+#   make images                  every image under containers/, from $(BIN)/fnrun-worker
+#   make build-model MODEL=x     one image, localhost/fnrun/x (x: a directory of containers/)
+#   make model-shell MODEL=x     a shell in image x, as fnrun runs it (the host's busybox mounted)
+#   make up-with-speech          install, build, serve examples/registry-docker.yaml
+#   make push-model MODEL=x REGISTRY=host[:port]/path   push image x to an image registry
+IMAGES      := $(patsubst containers/%/Containerfile,%,$(wildcard containers/*/Containerfile))
+IMAGE_TAG   ?= latest
+IMAGE_WORK  := $(if $(O),$(O),build)/images
+PODMAN_SOCK := unix:///run/podman/podman.sock
+need_model   = @[ -n "$(MODEL)" ] && [ -f containers/$(MODEL)/Containerfile ] || { \
+	echo "give MODEL=x, one of: $(IMAGES)" >&2; exit 2; }
+
+images: all
+	@for m in $(IMAGES); do \
+		containers/build $$m $(BIN) localhost/fnrun/$$m:$(IMAGE_TAG) $(IMAGE_WORK) || exit 1; done
+
+build-model: all
+	$(need_model)
+	containers/build $(MODEL) $(BIN) localhost/fnrun/$(MODEL):$(IMAGE_TAG) $(IMAGE_WORK)
+
+model-shell:
+	$(need_model)
+	podman run --rm -it --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
+		-v "$$(command -v busybox)":/usr/local/bin/busybox:ro --entrypoint /usr/local/bin/busybox \
+		localhost/fnrun/$(MODEL):$(IMAGE_TAG) sh
+
+up-with-speech: deps images
+	DOCKER_HOST=$${DOCKER_HOST:-$(PODMAN_SOCK)} $(BIN)/fnrun serve --config examples/registry-docker.yaml
+
+push-model:
+	$(need_model)
+	@[ -n "$(REGISTRY)" ] || { echo "make push-model: name the image registry, REGISTRY=host[:port]/path" >&2; exit 2; }
+	podman push localhost/fnrun/$(MODEL):$(IMAGE_TAG) docker://$(REGISTRY)/$(MODEL):$(IMAGE_TAG) || { \
+		echo "make push-model: could not push to $(REGISTRY) (is it reachable from here?)" >&2; exit 1; }
+
+# make bench also measures a sim container's cold start (bench/bench_docker.c).
+$(BUILD)/bench/bench: $(BUILD)/bench/bench_docker.o
+
+.PHONY: images build-model model-shell up-with-speech push-model

@@ -25,6 +25,8 @@
 #include "testutil.h"
 #include "tws.h"
 
+void bench_docker(void); /* bench_docker.c */
+
 static char dir[256];
 
 static double now_ms(void)
@@ -563,6 +565,7 @@ int main(void)
 	bench_worker();
 	bench_latency();
 	bench_lifecycle();
+	bench_docker();
 	bench_throughput(2, 4000);
 	bench_rss(10000);
 	tu_rmrf(dir);

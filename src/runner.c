@@ -27,6 +27,7 @@
 #include "log.h"
 #include "registry.h"
 #include "runner.h"
+#include "runtime_docker.h"
 #include "scheduler.h"
 #include "server.h"
 #include "store.h"
@@ -80,7 +81,7 @@ static int free_port(void)
 
 static void maybe_free(struct runner *r)
 {
-	if (r->proc_open || r->timers_open || r->ws)
+	if (r->proc_open || r->timers_open || r->ws || r->ctr)
 		return;
 	free(r->model_id);
 	free(r->fail_reason);
@@ -127,30 +128,39 @@ static void on_proc_closed(uv_handle_t *h)
 	maybe_free(r);
 }
 
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
+/* The model server is gone (its process or its container exited). */
+static void server_gone(struct runner *r, const char *why)
 {
-	struct runner *r = p->data;
 	int state = r->state;
-	char why[160];
-	struct err e = {0};
 
-	log_info("runner exited runner=%s model=%s pid=%d status=%lld signal=%d state=%s",
-		 r->id, r->model_id, r->pid, (long long)status, sig, runner_state_name(state));
-	r->pid = 0;
-	store_runner_delete(server.store, r->id, &e);
-	uv_close((uv_handle_t *)p, on_proc_closed);
-	if (state == RUNNER_FAILED)
+	if (state == RUNNER_FAILED) {
+		maybe_free(r);
 		return; /* runner_fail already reported it */
+	}
 	if (state == RUNNER_STOPPING) {
 		runner_destroy(r, "stopped");
 		return;
 	}
-	snprintf(why, sizeof why, "model server exited (status %lld, signal %d)",
-		 (long long)status, sig);
 	if (state == RUNNER_BUSY || state == RUNNER_DRAINING)
 		server.runners_crashed++;
 	runner_set_state(r, RUNNER_FAILED);
 	runner_destroy(r, why);
+}
+
+static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct runner *r = p->data;
+	char why[160];
+	struct err e = {0};
+
+	log_info("runner exited runner=%s model=%s pid=%d status=%lld signal=%d state=%s",
+		 r->id, r->model_id, r->pid, (long long)status, sig, runner_state_name(r->state));
+	r->pid = 0;
+	store_runner_delete(server.store, r->id, &e);
+	uv_close((uv_handle_t *)p, on_proc_closed);
+	snprintf(why, sizeof why, "model server exited (status %lld, signal %d)",
+		 (long long)status, sig);
+	server_gone(r, why);
 }
 
 /* Replaces {port}, {bindir} and {configdir} in one argument. Caller frees. */
@@ -337,8 +347,8 @@ static void on_ws_close(struct wsc *w, const struct err *why, void *ud)
 
 	r->ws = NULL;
 	if (state == RUNNER_READY || state == RUNNER_BUSY || state == RUNNER_DRAINING) {
-		/* A process runner's exit follows; an external one is gone now. */
-		if (r->external || r->pid == 0)
+		/* A process or container exit follows; an external one is gone now. */
+		if (r->external || (r->pid == 0 && r->ctr == NULL))
 			runner_fail(r, why->code ? why->msg : "websocket closed");
 		return;
 	}
@@ -471,6 +481,50 @@ static int parse_url(struct runner *r, const char *url)
 	return 0;
 }
 
+/* ---- docker runtime (runtime_docker.c) ---- */
+
+static void on_ctr_started(void *ud, int host_port)
+{
+	struct runner *r = ud;
+	struct err e = {0};
+
+	r->port = host_port;
+	snprintf(r->base_url, sizeof r->base_url, "http://127.0.0.1:%d", r->port);
+	store_runner_put(server.store, r->id, r->model_id, 0, r->port, docker_id(r->ctr),
+			 r->started_ms, &e);
+	probe(r);
+}
+
+static void on_ctr_exit(void *ud, int64_t status, const char *why)
+{
+	struct runner *r = ud;
+
+	log_info("runner exited runner=%s model=%s container_status=%lld state=%s", r->id,
+		 r->model_id, (long long)status, runner_state_name(r->state));
+	r->ctr = NULL;
+	server_gone(r, why);
+}
+
+static void on_ctr_failed(void *ud, const char *why)
+{
+	on_ctr_exit(ud, -1, why);
+}
+
+static int start_container(struct runner *r)
+{
+	static const struct docker_cbs cbs = {on_ctr_started, on_ctr_exit, on_ctr_failed};
+	char logpath[4096];
+	struct err e = {0};
+
+	snprintf(r->host, sizeof r->host, "127.0.0.1");
+	snprintf(logpath, sizeof logpath, "%s/%s.log", server_path("logs"), r->id);
+	r->ctr = docker_start(r->model, r->id, r->gpu, logpath, &cbs, r, &e);
+	if (r->ctr == NULL)
+		log_error("container not started runner=%s model=%s err=%s", r->id, r->model_id,
+			  log_q(e.msg));
+	return r->ctr ? 0 : -1;
+}
+
 struct runner *runner_start(const struct reg_model *m, int gpu)
 {
 	struct runner *r = xcalloc(1, sizeof *r);
@@ -494,8 +548,7 @@ struct runner *runner_start(const struct reg_model *m, int gpu)
 		if (r->port < 0 || spawn(r) < 0)
 			goto fail;
 		store_runner_put(server.store, r->id, m->id, r->pid, r->port, NULL, r->started_ms, &e);
-	} else {
-		log_error("runtime not available model=%s runtime=docker", m->id);
+	} else if (start_container(r) < 0) {
 		goto fail;
 	}
 	server.runners_started++;
@@ -506,7 +559,8 @@ struct runner *runner_start(const struct reg_model *m, int gpu)
 	r->watchdog.data = r;
 	r->health.data = r;
 	r->timers_open = 3;
-	probe(r);
+	if (r->ctr == NULL)
+		probe(r); /* a container's probe starts once it runs (on_ctr_started) */
 	return r;
 fail:
 	free(r->model_id);
@@ -528,6 +582,8 @@ static void runner_fail(struct runner *r, const char *why)
 		kill(-r->pid, SIGKILL);
 		kill(r->pid, SIGKILL);
 	}
+	if (r->ctr)
+		docker_stop(r->ctr, 0);
 	runner_destroy(r, why);
 }
 
@@ -550,6 +606,10 @@ void runner_stop(struct runner *r, const char *why)
 	runner_set_state(r, RUNNER_STOPPING);
 	uv_timer_stop(&r->watchdog);
 	uv_timer_stop(&r->health);
+	if (r->ctr) {
+		docker_stop(r->ctr, (uint64_t)server.cfg.stop_grace_ms);
+		return;
+	}
 	if (r->external || r->pid == 0) {
 		runner_destroy(r, why);
 		return;

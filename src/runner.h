@@ -29,6 +29,7 @@ struct wsc;
 struct httpc_call;
 struct json_object;
 struct fetch;
+struct docker_ctr;
 
 /* Results of runner_fetch_result. */
 enum runner_result {
@@ -65,6 +66,7 @@ struct runner {
 	uv_process_t proc;
 	int pid;                      /* 0 when no process */
 	int proc_open;                /* proc handle not yet closed */
+	struct docker_ctr *ctr;       /* docker runtime: its container until on_exit, else NULL */
 	struct wsc *ws;
 	uv_timer_t timer;             /* probe, start timeout, idle stop */
 	uv_timer_t watchdog;          /* no message while busy for step_timeout */

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "registry.h"
 #include "runner.h"
+#include "runtime_docker.h"
 #include "scheduler.h"
 #include "server.h"
 #include "store.h"
@@ -67,6 +68,7 @@ static void pump(void);
 static const struct reg_model *route(const struct reg_function *fn, int quality);
 static void start_failure(struct mstate *m, const char *why);
 static void fall_back(struct mstate *m, const char *why);
+static void note_fallback(struct sjob *sj, const struct reg_model *from, const struct reg_model *to);
 static void measure(struct runner *r, struct mstate *m);
 
 /* ---- the id table ---- */
@@ -291,9 +293,8 @@ static void refresh_message(struct sjob *sj)
 		break;
 	case JOB_COMPLETED:
 		if (sj->notice) {
-			snprintf(text, sizeof text, "%s — made at %s quality: the one you chose needed "
-				 "more memory than was free", phase_text(sj, REG_PHASE_DONE),
-				 sj->fn->qualities[sj->quality].label);
+			snprintf(text, sizeof text, "%s — made at %s quality",
+				 phase_text(sj, REG_PHASE_DONE), sj->fn->qualities[sj->quality].label);
 			break;
 		}
 		/* fall through */
@@ -421,8 +422,8 @@ static void requeue(struct sjob *sj, const struct reg_model *to, const char *why
 	job_set_str(&sj->job->remote_url, NULL);
 	sj->job->progress = 0;
 	log_info("job requeued job=%s model=%s reason=%s", sj->job->id, to->id, log_q(why));
-	set_state(sj, JOB_QUEUED);
 	queue_push(m, sj);
+	set_state(sj, JOB_QUEUED);
 }
 
 /* ---- runners ---- */
@@ -603,11 +604,12 @@ static int fallback_fits(struct mstate *m)
 		return 0;
 	queue_remove(m, sj);
 	add_tried(sj->job, m->model->id);
+	note_fallback(sj, m->model, fb);
 	job_set_str(&sj->job->model_id, fb->id);
 	log_info("job moved to a fallback that fits job=%s from=%s to=%s", sj->job->id,
 		 m->model->id, fb->id);
-	set_state(sj, JOB_QUEUED);
 	queue_push(f, sj);
+	set_state(sj, JOB_QUEUED);
 	pump();
 	return 1;
 }
@@ -674,6 +676,25 @@ static void pump(void)
 		uv_timer_start(&pump_timer, on_pump, 0, 0);
 }
 
+/*
+ * A job moving to a fallback of another quality: the user is told, and the
+ * job shows the quality it is really made at.
+ */
+static void note_fallback(struct sjob *sj, const struct reg_model *from, const struct reg_model *to)
+{
+	char text[300];
+
+	if (to->quality < 0 || to->quality == sj->quality || to->function != sj->fn)
+		return;
+	snprintf(text, sizeof text, "%s is not available right now — using %s instead",
+		 sj->fn->qualities[sj->quality].label, sj->fn->qualities[to->quality].label);
+	free(sj->notice);
+	sj->notice = xstrdup(text);
+	sj->quality = to->quality;
+	job_set_str(&sj->job->quality, sj->fn->qualities[to->quality].key);
+	(void)from;
+}
+
 /* Moves every job waiting for m to its fallback, or fails them. */
 static void fall_back(struct mstate *m, const char *why)
 {
@@ -684,11 +705,12 @@ static void fall_back(struct mstate *m, const char *why)
 		queue_remove(m, sj);
 		add_tried(sj->job, m->model->id);
 		if (fb && mstate_of(fb->id)) {
+			note_fallback(sj, m->model, fb);
 			job_set_str(&sj->job->model_id, fb->id);
 			log_info("job moved to fallback job=%s from=%s to=%s", sj->job->id,
 				 m->model->id, fb->id);
-			set_state(sj, JOB_QUEUED);
 			queue_push(mstate_of(fb->id), sj);
+			set_state(sj, JOB_QUEUED);
 		} else {
 			fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
 		}
@@ -767,6 +789,7 @@ void sched_on_runner_gone(struct runner *r, const char *why, int during_start)
 	if (sj && !server.stopping) {
 		if (mstate_of(sj->job->model_id) == m && m->cooldown_until_ms > util_now_ms() && m->model->fallback) {
 			add_tried(sj->job, m->model->id);
+			note_fallback(sj, m->model, m->model->fallback);
 			requeue(sj, m->model->fallback, why);
 		} else {
 			requeue(sj, m->model, why);
@@ -980,6 +1003,7 @@ void sched_on_job_error(struct runner *r, struct sjob *sj, int kind, const char 
 			oom(sj, model, tech);
 		} else if (model->fallback) {
 			add_tried(sj->job, model->id);
+			note_fallback(sj, model, model->fallback);
 			requeue(sj, model->fallback, tech);
 		} else {
 			fail_job(sj, "INTERNAL", "Something went wrong while creating your result",
@@ -1096,6 +1120,7 @@ int sched_submit(const struct reg_function *fn, int quality, struct json_object 
 	server.jobs_submitted++;
 	table_add(sj);
 	queue_push(mstate_of(m->id), sj);
+	refresh_message(sj); /* now that it has a place in the queue */
 	log_info("job queued job=%s function=%s quality=%s model=%s", j->id, fn->name,
 		 j->quality, m->id);
 	publish(sj, "state");
@@ -1160,6 +1185,7 @@ static void reconcile_done(void)
 		}
 		store_runners_free(v, n);
 	}
+	docker_cleanup_orphans();
 	pump();
 }
 
@@ -1497,8 +1523,8 @@ static void reroute(struct mstate *m)
 		sj->fn = fn;
 		sj->quality = q;
 		job_set_str(&sj->job->model_id, to->id);
-		set_state(sj, JOB_QUEUED);
 		queue_push(mstate_of(to->id), sj);
+		set_state(sj, JOB_QUEUED);
 	}
 }
 
