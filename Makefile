@@ -86,7 +86,7 @@ $(BUILD)/bench/bench: $(BUILD)/bench/bench.o $(BUILD)/tests/testutil.o $(BUILD)/
 
 # Figures of DESIGN.md §7 on this machine, optimised build; prints only.
 bench: all $(BUILD)/bench/bench
-	FNRUN_BIN=$(BIN) $(BUILD)/bench/bench
+	FNRUN_BIN=$(BIN) FNRUN_ROOT=$(CURDIR) $(BUILD)/bench/bench
 
 format:
 	clang-format -i src/*.[ch] worker/*.[ch] tests/*.[ch]

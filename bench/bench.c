@@ -225,7 +225,10 @@ static pid_t start_gateway(const char *registry, int port, const char *sub)
 	snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
 	snprintf(data, sizeof data, "%s/%s-data", dir, sub);
 	pid_t pid = tu_spawn(argv, "/dev/null");
-	tu_wait_http(port, "/health", 200, 10000);
+	if (tu_wait_http(port, "/health", 200, 10000) != 0) {
+		fprintf(stderr, "bench: fnrun serve did not start with %s\n", cfg);
+		exit(1);
+	}
 	return pid;
 }
 
@@ -548,6 +551,105 @@ static void bench_lifecycle(void)
 	tu_stop(g, 5000);
 }
 
+/*
+ * Estimates on a mixed workload: image jobs on two tiers of different
+ * speed and speech jobs of different lengths, one at a time. For each job
+ * the eta_seconds answered at submit is compared with the time it took.
+ */
+static const char sim_est[] =
+	"{\"1\": {\"class_type\": \"SimTextEncode\", \"inputs\": {\"text\": \"x\"}},"
+	" \"2\": {\"class_type\": \"SimSampler\", \"inputs\": {\"conditioning\": [\"1\", 0],"
+	" \"seed\": 1, \"steps\": 8, \"width\": 64, \"height\": 64, \"step_ms\": -1, \"fail\": \"none\"}},"
+	" \"3\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"2\", 0], \"filename_prefix\": \"e\"}}}";
+
+static const char speech_wf[] =
+	"{\"1\": {\"class_type\": \"EspeakTTS\", \"inputs\": {\"text\": \"x\", \"voice\": \"en\","
+	" \"speed\": 175, \"pitch\": 50}}}";
+
+static void bench_estimates(void)
+{
+	char reg[4096], id[64], path[512], body[1024], *b;
+	double err_first[8], err_later[24], rel[24];
+	int gport = tu_free_port(), nf = 0, nl = 0, nr = 0;
+	unsigned seed = 7;
+	pid_t g;
+
+	snprintf(reg, sizeof reg,
+		 "functions:\n"
+		 "  Create Image:\n"
+		 "    params: {prompt: {type: string, required: true}, seed: {type: int, default: random}}\n"
+		 "    qualities:\n"
+		 "      low: {label: Fast Preview, typical_seconds: [1, 3]}\n"
+		 "      high: {label: Maximum Detail, typical_seconds: [2, 6]}\n"
+		 "  Create Speech:\n"
+		 "    output: audio\n"
+		 "    params: {text: {type: string, required: true}}\n"
+		 "    qualities:\n"
+		 "      low: {label: Fast Preview, typical_seconds: [1, 3]}\n"
+		 "models:\n"
+		 "  fast: {function: Create Image, quality: low, workflow: est.json, bind: {prompt: \"1.inputs.text\", seed: \"2.inputs.seed\"},\n"
+		 "         command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"150\", --log-level, warn, --port, \"{port}\"]}\n"
+		 "  slow: {function: Create Image, quality: high, workflow: est.json, bind: {prompt: \"1.inputs.text\", seed: \"2.inputs.seed\"},\n"
+		 "         command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"400\", --log-level, warn, --port, \"{port}\"]}\n"
+		 "  speech: {function: Create Speech, quality: low, workflow: speech.json, bind: {text: \"1.inputs.text\"},\n"
+		 "           command: [\"{bindir}/fnrun-worker\", --model, exec, --config, \"%s/examples/worker-espeak.yaml\", --log-level, warn, --port, \"{port}\"]}\n",
+		 getenv("FNRUN_ROOT") ? getenv("FNRUN_ROOT") : ".");
+	snprintf(path, sizeof path, "%s/est.json", dir);
+	tu_write_file(path, sim_est, strlen(sim_est));
+	snprintf(path, sizeof path, "%s/speech.json", dir);
+	tu_write_file(path, speech_wf, strlen(speech_wf));
+	g = start_gateway(reg, gport, "est");
+	for (int i = 0; i < 32; i++) {
+		double t0, took, eta;
+		int kind = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 3;
+		int words = 5 + (int)((seed >> 8) % 60);
+		if (kind == 2) {
+			char text[800];
+			/* Unique texts: a repeated one would come from the model server's cache. */
+			int n = snprintf(text, sizeof text, "job %d ", i);
+			for (int w = 0; w < words && n < 700; w++)
+				n += snprintf(text + n, sizeof text - (size_t)n, "lighthouse ");
+			snprintf(body, sizeof body, "{\"function\": \"Create Speech\", \"params\": {\"text\": \"%s\"}}", text);
+		} else {
+			snprintf(body, sizeof body, "{\"function\": \"Create Image\", \"quality\": \"%s\", \"params\": {\"prompt\": \"p%d\"}}",
+				 kind ? "high" : "low", i);
+		}
+		t0 = now_ms();
+		b = post_body(gport, "/api/generate", body);
+		field(b, "job_id", id, sizeof id);
+		eta = strstr(b, "\"eta_seconds\": ") ? atof(strstr(b, "\"eta_seconds\": ") + 15) : -1;
+		free(b);
+		snprintf(path, sizeof path, "/api/jobs/%s", id);
+		poll_for(gport, path, "\"completed\"", 30000);
+		took = (now_ms() - t0) / 1000.0;
+		if (getenv("BENCH_VERBOSE"))
+			fprintf(stderr, "job %d kind %d eta %.0f s took %.2f s\n", i, kind, eta, took);
+		/* eta_seconds is whole seconds: compare in seconds, and in % for jobs over 1 s. */
+		if (i < 8)
+			err_first[nf++] = eta > took ? eta - took : took - eta;
+		else
+			err_later[nl++] = eta > took ? eta - took : took - eta;
+		if (i >= 8 && took >= 1.0)
+			rel[nr++] = 100.0 * (eta > took ? eta - took : took - eta) / took;
+	}
+	printf("%-58s p50 %5.2f s  p90 %5.2f s\n", "estimate error, first 8 jobs (typical_seconds)",
+	       pct(err_first, nf, 0.5), pct(err_first, nf, 0.9));
+	printf("%-58s p50 %5.2f s  p90 %5.2f s\n", "estimate error, next 24 jobs (learned)",
+	       pct(err_later, nl, 0.5), pct(err_later, nl, 0.9));
+	if (nr > 0)
+		printf("%-58s p50 %5.0f %%  p90 %5.0f %%  (n=%d)\n", "estimate error, learned, jobs over 1 s",
+		       pct(rel, nr, 0.5), pct(rel, nr, 0.9), nr);
+	tu_stop(g, 5000);
+}
+
+/* BENCH=name,name runs only those parts (worker, latency, lifecycle, docker, estimates, throughput, rss). */
+static int wanted(const char *name)
+{
+	const char *only = getenv("BENCH");
+
+	return only == NULL || *only == '\0' || strstr(only, name) != NULL;
+}
+
 int main(void)
 {
 	char wf[512];
@@ -558,16 +660,25 @@ int main(void)
 		" \"3\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"2\", 0], \"filename_prefix\": \"b\"}}}";
 
 	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	snprintf(dir, sizeof dir, "%s", tu_tmpdir());
 	snprintf(wf, sizeof wf, "%s/wf.json", dir);
 	tu_write_file(wf, workflow, strlen(workflow));
 	printf("fnrun bench (%s), %ld cores\n", tu_bindir(), sysconf(_SC_NPROCESSORS_ONLN));
-	bench_worker();
-	bench_latency();
-	bench_lifecycle();
-	bench_docker();
-	bench_throughput(2, 4000);
-	bench_rss(10000);
+	if (wanted("worker"))
+		bench_worker();
+	if (wanted("latency"))
+		bench_latency();
+	if (wanted("lifecycle"))
+		bench_lifecycle();
+	if (wanted("docker"))
+		bench_docker();
+	if (wanted("estimates"))
+		bench_estimates();
+	if (wanted("throughput"))
+		bench_throughput(2, 4000);
+	if (wanted("rss"))
+		bench_rss(10000);
 	tu_rmrf(dir);
 	return 0;
 }

@@ -236,7 +236,8 @@ int64_t sched_eta(const struct sjob *sj)
 	default:
 		return 0;
 	}
-	return (int64_t)(left + 0.999);
+	/* Nearest whole second, at least 1 while the job is live. */
+	return left < 1.5 ? 1 : (int64_t)(left + 0.5);
 }
 
 /* ---- state changes ---- */
