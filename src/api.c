@@ -78,7 +78,12 @@ struct http_server *api_start(struct err *err)
 		.error_body = errors_http_body,
 	};
 
-	return http_server_new(server.loop, &cfg, err);
+	struct http_server *s = http_server_new(server.loop, &cfg, err);
+
+	/* Clients send only small subscribe messages: refuse big ones early. */
+	if (s)
+		http_server_set_limits(s, &(struct http_limits){.ws_max_message = EVENTS_WS_MAX_MESSAGE});
+	return s;
 }
 
 /* ---- POST /api/generate: parsing ---- */
