@@ -135,58 +135,6 @@ const char *cc_log_tail(const struct cc_worker *w)
 
 /* ---- HTTP ---- */
 
-static int connect_port(int port)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int send_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Decodes a chunked body in place; returns its length. */
-static size_t dechunk(char *body, size_t len)
-{
-	size_t in = 0, out = 0;
-
-	while (in < len) {
-		char *end, *crlf;
-		unsigned long n = strtoul(body + in, &end, 16);
-
-		crlf = strstr(end, "\r\n");
-		if (crlf == NULL || n == 0)
-			break;
-		in = (size_t)(crlf + 2 - body);
-		if (in + n > len)
-			n = len - in;
-		memmove(body + out, body + in, n);
-		out += n;
-		in += n + 2;
-	}
-	body[out] = '\0';
-	return out;
-}
-
 /* Reads the answer on fd until EOF (5 s without a byte ends it too). */
 static int read_answer(int fd, struct tu_resp *resp)
 {
@@ -226,7 +174,7 @@ static int read_answer(int fd, struct tu_resp *resp)
 	memcpy(resp->body, sep + 4, resp->len);
 	resp->body[resp->len] = '\0';
 	if (strstr(resp->headers, "transfer-encoding: chunked"))
-		resp->len = dechunk(resp->body, resp->len);
+		resp->len = tu_dechunk(resp->body, resp->len);
 	free(raw);
 	return 0;
 }
@@ -238,7 +186,7 @@ int cc_http(int port, const char *method, const char *path, const char *headers,
 	int fd, rc;
 
 	memset(resp, 0, sizeof *resp);
-	fd = connect_port(port);
+	fd = tu_connect(port);
 	if (fd < 0)
 		return -1;
 	head = xasprintf("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
@@ -246,8 +194,8 @@ int cc_http(int port, const char *method, const char *path, const char *headers,
 			 method, path, port, headers ? headers : "",
 			 body ? "Content-Type: application/json\r\n" : "", body ? len : 0);
 	/* A refused body may be cut short by the server: still read its answer. */
-	if (send_all(fd, head, strlen(head)) == 0 && body)
-		send_all(fd, body, len);
+	if (tu_write_all(fd, head, strlen(head)) == 0 && body)
+		tu_write_all(fd, body, len);
 	free(head);
 	rc = read_answer(fd, resp);
 	close(fd);

@@ -185,7 +185,7 @@ int tu_free_port(void)
 	return port;
 }
 
-static int connect_port(int port)
+int tu_connect(int port)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -198,10 +198,10 @@ static int connect_port(int port)
 	return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+int tu_write_all(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -213,7 +213,7 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /* Decodes a chunked body in place; returns the new length. */
-static size_t dechunk(char *body, size_t len)
+size_t tu_dechunk(char *body, size_t len)
 {
 	size_t in = 0, out = 0;
 
@@ -242,7 +242,7 @@ int tu_http(int port, const char *method, const char *path, const char *ctype,
 	int fd;
 
 	memset(resp, 0, sizeof *resp);
-	fd = connect_port(port);
+	fd = tu_connect(port);
 	if (fd < 0)
 		return -1;
 	snprintf(head, sizeof head,
@@ -250,8 +250,8 @@ int tu_http(int port, const char *method, const char *path, const char *ctype,
 		 "%s%s%sContent-Length: %zu\r\n\r\n",
 		 method, path, port, ctype ? "Content-Type: " : "", ctype ? ctype : "",
 		 ctype ? "\r\n" : "", body ? len : 0);
-	if (write_all(fd, head, strlen(head)) < 0 ||
-	    (body && write_all(fd, body, len) < 0)) {
+	if (tu_write_all(fd, head, strlen(head)) < 0 ||
+	    (body && tu_write_all(fd, body, len) < 0)) {
 		close(fd);
 		return -1;
 	}
@@ -287,7 +287,7 @@ int tu_http(int port, const char *method, const char *path, const char *ctype,
 	memcpy(resp->body, sep + 4, resp->len);
 	resp->body[resp->len] = '\0';
 	if (strstr(resp->headers, "transfer-encoding: chunked"))
-		resp->len = dechunk(resp->body, resp->len);
+		resp->len = tu_dechunk(resp->body, resp->len);
 	free(raw);
 	return 0;
 }

@@ -34,6 +34,12 @@ int tu_stop(pid_t pid, int grace_ms);
 /* Waits for pid to exit within ms; returns the wait status or -1 on timeout. */
 int tu_wait_exit(pid_t pid, int ms);
 
+/* A connected TCP socket to 127.0.0.1:port, or -1. */
+int tu_connect(int port);
+/* Writes all n bytes (no SIGPIPE); 0 or -1. */
+int tu_write_all(int fd, const char *p, size_t n);
+/* Decodes a chunked HTTP body in place; returns its new length. */
+size_t tu_dechunk(char *body, size_t len);
 /* A free TCP port on 127.0.0.1 (bound then released). */
 int tu_free_port(void);
 
