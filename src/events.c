@@ -25,6 +25,9 @@
  *     on_close, and has no sub once it is ending.
  *  4. ev.seq only grows: ids seen by one watcher increase.
  *  5. A WebSocket follows at most EVENTS_WS_MAX_JOBS jobs, none finished.
+ *
+ * The WebSocket transport (events_ws) is in events_ws.c; what the two
+ * files share is in events_internal.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,7 @@
 
 #include "errors.h"
 #include "events.h"
+#include "events_internal.h"
 #include "http.h"
 #include "job.h"
 #include "json.h"
@@ -45,62 +49,12 @@
 #include "ws.h"
 
 #define EV_LINGER_MS 60000          /* ring kept after the last watcher left */
-#define EV_MAX_EVENT (256 * 1024)   /* bytes of one event's view */
 #define EV_MAX_FRAMING 128          /* bytes an event's framing adds to its view */
 #define EV_RETRY "retry: 2000\n\n"
 #define EV_PING ": ping\n\n"
 #define EV_WS_PING "{\"event\": \"ping\"}"
-#define EV_WS_DEPTH 8               /* JSON nesting of a client message */
-#define EV_WS_USAGE "send text messages of JSON such as {\"subscribe\": [\"JOB_ID\"]}"
 #define EV_WS_GOING_AWAY 1001       /* close codes (RFC 6455 7.4.1) */
 #define EV_WS_POLICY 1008
-#define EV_WS_TOO_BIG 1009
-
-enum ev_kind { EV_SSE, EV_WS };
-
-struct ev_entry {
-	uint64_t seq;
-	char *data;   /* the view, one line of JSON; owned */
-	size_t len;
-	int progress; /* 1: a "progress" event, replaced by the next one; 0: "state" */
-};
-
-struct ev_sub;
-
-struct ev_job {
-	char id[JOB_ID_LEN + 1];
-	struct ev_job *hnext;    /* hash chain */
-	struct ev_sub *subs;     /* watchers of this job, doubly linked */
-	size_t nsubs;
-	struct ev_entry *ring;   /* EVENTS_RING entries, allocated on first event */
-	size_t head, count;      /* oldest entry at ring[head] */
-	uint64_t since_seq;      /* ev.seq when this entry was created */
-	uint64_t dropped_seq;    /* newest seq evicted from the ring; 0: none */
-	uint64_t idle_since_ms;  /* monotonic; when nsubs last became 0 */
-};
-
-struct watcher;
-
-/* One watcher following one job; owned by the watcher (invariant 3). */
-struct ev_sub {
-	struct watcher *w;
-	struct ev_job *job;
-	struct ev_sub *prev, *next;   /* in job->subs */
-	struct ev_sub *wprev, *wnext; /* in w->subs */
-	int done;                     /* SSE: its terminal state was sent */
-};
-
-struct watcher {
-	enum ev_kind kind;
-	struct http_stream *stream; /* EV_SSE: valid until on_close */
-	struct ws_conn *ws;         /* EV_WS: valid until on_close */
-	struct watcher *prev, *next;
-	struct ev_sub *subs;        /* the jobs it follows */
-	size_t nsubs;
-	size_t left;                /* EV_SSE: subs not yet done */
-	int ending;                 /* stream ended or close begun; no subs left */
-	int burst;                  /* answering its peer: backlog checked once, before */
-};
 
 /* One event, framed for each transport at most once. */
 struct ev_msg {
@@ -313,7 +267,7 @@ int events_format(struct buf *b, uint64_t seq, const char *type,
 }
 
 /* 1 when a view's status is completed, failed or cancelled. */
-static int view_terminal(const struct json_object *view)
+int events__view_terminal(const struct json_object *view)
 {
 	int st = job_status_parse(nonempty(json_get_str(view, "status"), "?"));
 
@@ -331,7 +285,7 @@ static size_t id_hash(const char *id)
 	return (size_t)h;
 }
 
-static struct ev_job *job_lookup(const char *id)
+struct ev_job *events__job_lookup(const char *id)
 {
 	struct ev_job *je;
 
@@ -368,7 +322,7 @@ static void table_grow(void)
 /* The entry for id (a job id from a view), created when missing. Owned by the table. */
 static struct ev_job *job_get(const char *id)
 {
-	struct ev_job *je = job_lookup(id);
+	struct ev_job *je = events__job_lookup(id);
 	size_t k;
 
 	if (je != NULL)
@@ -480,8 +434,6 @@ static const struct buf *msg_text(struct ev_msg *m, enum ev_kind kind)
 
 /* ---- watchers ---- */
 
-static void ping_update(void);
-
 /* A new sub of w following je; owned by w (invariant 3). */
 static struct ev_sub *sub_add(struct watcher *w, struct ev_job *je)
 {
@@ -503,7 +455,7 @@ static struct ev_sub *sub_add(struct watcher *w, struct ev_job *je)
 }
 
 /* Unlinks s from its job and its watcher, and frees it. */
-static void sub_remove(struct ev_sub *s)
+void events__sub_remove(struct ev_sub *s)
 {
 	struct ev_job *je = s->job;
 	struct watcher *w = s->w;
@@ -527,7 +479,7 @@ static void sub_remove(struct ev_sub *s)
 }
 
 /* w's sub of je, or NULL; walks the shorter of the two lists. */
-static struct ev_sub *sub_find(const struct watcher *w, const struct ev_job *je)
+struct ev_sub *events__sub_find(const struct watcher *w, const struct ev_job *je)
 {
 	struct ev_sub *s;
 
@@ -550,13 +502,13 @@ static struct ev_sub *sub_find(const struct watcher *w, const struct ev_job *je)
  * is freed in its on_close once the HTTP layer is done. code is the
  * WebSocket close code.
  */
-static void watcher_end(struct watcher *w, uint16_t code)
+void events__watcher_end(struct watcher *w, uint16_t code)
 {
 	if (w->ending)
 		return;
 	w->ending = 1;
 	while (w->subs != NULL)
-		sub_remove(w->subs);
+		events__sub_remove(w->subs);
 	if (w->kind == EV_SSE)
 		http_stream_end(w->stream);
 	else
@@ -573,7 +525,7 @@ static size_t watcher_queued(const struct watcher *w)
  * over EVENTS_MAX_QUEUED unsent bytes, checked before a burst rather than
  * during it. Returns -1 when w is ending (its subs are gone), else 0.
  */
-static int watcher_send(struct watcher *w, const char *p, size_t n)
+int events__watcher_send(struct watcher *w, const char *p, size_t n)
 {
 	size_t queued;
 	int rc;
@@ -590,7 +542,7 @@ static int watcher_send(struct watcher *w, const char *p, size_t n)
 	if (rc < 0) {
 		log_info("%s watcher dropped reason=backpressure queued=%zu",
 			 w->kind == EV_SSE ? "sse" : "ws", queued);
-		watcher_end(w, EV_WS_POLICY);
+		events__watcher_end(w, EV_WS_POLICY);
 		return -1;
 	}
 	return 0;
@@ -600,7 +552,7 @@ static int msg_send(struct watcher *w, struct ev_msg *m)
 {
 	const struct buf *t = msg_text(m, w->kind);
 
-	return watcher_send(w, t->data, t->len);
+	return events__watcher_send(w, t->data, t->len);
 }
 
 /*
@@ -608,14 +560,14 @@ static int msg_send(struct watcher *w, struct ev_msg *m)
  * drops w when its backlog is already over the cap, else lets the answer
  * through whole. Returns -1 when w is ending.
  */
-static int burst_begin(struct watcher *w)
+int events__burst_begin(struct watcher *w)
 {
 	if (w->ending)
 		return -1;
 	if (watcher_queued(w) > EVENTS_MAX_QUEUED) {
 		log_info("%s watcher dropped reason=backpressure queued=%zu",
 			 w->kind == EV_SSE ? "sse" : "ws", watcher_queued(w));
-		watcher_end(w, EV_WS_POLICY);
+		events__watcher_end(w, EV_WS_POLICY);
 		return -1;
 	}
 	w->burst = 1;
@@ -631,17 +583,17 @@ static void sub_finish(struct ev_sub *s)
 	struct watcher *w = s->w;
 
 	if (w->kind == EV_WS) {
-		sub_remove(s);
+		events__sub_remove(s);
 		return;
 	}
 	if (s->done)
 		return;
 	s->done = 1;
 	if (--w->left == 0)
-		watcher_end(w, 0);
+		events__watcher_end(w, 0);
 }
 
-static struct watcher *watcher_new(enum ev_kind kind)
+struct watcher *events__watcher_new(enum ev_kind kind)
 {
 	struct watcher *w = xcalloc(1, sizeof *w);
 
@@ -649,7 +601,7 @@ static struct watcher *watcher_new(enum ev_kind kind)
 	return w;
 }
 
-static void watcher_link(struct watcher *w)
+void events__watcher_link(struct watcher *w)
 {
 	w->next = ev.watchers;
 	if (ev.watchers != NULL)
@@ -659,10 +611,10 @@ static void watcher_link(struct watcher *w)
 }
 
 /* The transport closed: w goes. */
-static void watcher_free(struct watcher *w)
+void events__watcher_free(struct watcher *w)
 {
 	while (w->subs != NULL)
-		sub_remove(w->subs);
+		events__sub_remove(w->subs);
 	if (w->prev != NULL)
 		w->prev->next = w->next;
 	else
@@ -671,13 +623,13 @@ static void watcher_free(struct watcher *w)
 		w->next->prev = w->prev;
 	ev.nwatchers--;
 	free(w);
-	ping_update();
+	events__ping_update();
 }
 
 static void on_stream_close(struct http_stream *st, void *ud)
 {
 	(void)st;
-	watcher_free(ud);
+	events__watcher_free(ud);
 }
 
 /* ---- heartbeat and sweep ---- */
@@ -706,19 +658,19 @@ static void on_ping(uv_timer_t *t)
 		struct watcher *next = w->next;
 
 		if (w->kind == EV_SSE)
-			watcher_send(w, EV_PING, strlen(EV_PING));
+			events__watcher_send(w, EV_PING, strlen(EV_PING));
 		else
-			watcher_send(w, EV_WS_PING, strlen(EV_WS_PING));
+			events__watcher_send(w, EV_WS_PING, strlen(EV_WS_PING));
 		w = next;
 	}
 	sweep(util_mono_ms());
-	ping_update();
+	events__ping_update();
 	/* Writing to thousands of streams takes a while; do not drift. */
 	uv_update_time(t->loop);
 }
 
 /* Runs the timer while anything needs it, so an idle loop can end. */
-static void ping_update(void)
+void events__ping_update(void)
 {
 	int want = !ev.shut && (ev.nwatchers > 0 || ev.njobs > 0);
 
@@ -759,7 +711,7 @@ struct json_object *events_view_find(const char *id, struct err *err)
 }
 
 /* An event id (Last-Event-ID, ?after=) as a number; 0 when absent or not a plain decimal. */
-static uint64_t parse_seq(const char *h)
+uint64_t events__parse_seq(const char *h)
 {
 	char *end;
 	unsigned long long v;
@@ -826,7 +778,7 @@ static void watcher_follow(struct watcher *w, const char *id, int finished)
 	if (w->kind == EV_WS && finished)
 		return;
 	je = job_get(id);
-	if (sub_find(w, je) != NULL)
+	if (events__sub_find(w, je) != NULL)
 		return;
 	s = sub_add(w, je);
 	s->done = finished;
@@ -839,7 +791,7 @@ static void watcher_follow(struct watcher *w, const char *id, int finished)
  * ring holds them all, in id order, then the current view of the others.
  * views are borrowed. Call between burst_begin() and w->burst = 0.
  */
-static void watcher_begin(struct watcher *w, struct json_object **views, size_t nv,
+void events__watcher_begin(struct watcher *w, struct json_object **views, size_t nv,
 			  uint64_t last)
 {
 	const struct ev_entry **replay = NULL;
@@ -848,14 +800,14 @@ static void watcher_begin(struct watcher *w, struct json_object **views, size_t 
 
 	for (size_t i = 0; i < nv; i++) {
 		const char *id = json_get_str(views[i], "job_id");
-		const struct ev_job *je = job_lookup(id);
+		const struct ev_job *je = events__job_lookup(id);
 
 		/* An entry made just now knows nothing of what came before. */
 		if (je != NULL && can_replay(je, last))
 			replay_collect(je, last, &replay, &nr);
 		else
 			snap[i] = 1;
-		watcher_follow(w, id, view_terminal(views[i]));
+		watcher_follow(w, id, events__view_terminal(views[i]));
 	}
 	if (nr > 1)
 		qsort(replay, nr, sizeof *replay, entry_cmp);
@@ -874,7 +826,7 @@ static void watcher_begin(struct watcher *w, struct json_object **views, size_t 
 }
 
 /* 1, after answering 503, when no watcher may open now. */
-static int watchers_full(struct http_req *req)
+int events__watchers_full(struct http_req *req)
 {
 	if (!ev.shut && (server.cfg.max_watchers <= 0 ||
 			 ev.nwatchers < (size_t)server.cfg.max_watchers))
@@ -909,7 +861,7 @@ static int views_find(const char *const *ids, size_t n, struct json_object **vie
 	return 0;
 }
 
-static void views_free(struct json_object **views, size_t nv)
+void events__views_free(struct json_object **views, size_t nv)
 {
 	for (size_t i = 0; i < nv; i++)
 		json_object_put(views[i]);
@@ -918,7 +870,7 @@ static void views_free(struct json_object **views, size_t nv)
 
 int events_open(struct http_req *req, const char *const *job_ids, size_t n)
 {
-	uint64_t last = parse_seq(http_req_header(req, "Last-Event-ID"));
+	uint64_t last = events__parse_seq(http_req_header(req, "Last-Event-ID"));
 	struct json_object **views;
 	struct watcher *w;
 	struct err err = {0};
@@ -929,278 +881,36 @@ int events_open(struct http_req *req, const char *const *job_ids, size_t n)
 				 "jobs: give from 1 to 100 job ids, separated by commas", "jobs");
 		return -1;
 	}
-	if (watchers_full(req))
+	if (events__watchers_full(req))
 		return -1;
 	views = xcalloc(n, sizeof *views);
 	if (views_find(job_ids, n, views, &nv, &err) < 0) {
-		views_free(views, nv);
+		events__views_free(views, nv);
 		http_reply_err(req, &err);
 		return -1;
 	}
-	w = watcher_new(EV_SSE);
-	watcher_link(w);
+	w = events__watcher_new(EV_SSE);
+	events__watcher_link(w);
 	http_reply_header(req, "Cache-Control", "no-cache");
 	http_reply_header(req, "X-Accel-Buffering", "no");
 	w->stream = http_stream_start(req, 200, "text/event-stream", on_stream_close, w);
-	watcher_send(w, EV_RETRY, strlen(EV_RETRY));
-	if (burst_begin(w) == 0) {
-		watcher_begin(w, views, nv, last);
+	events__watcher_send(w, EV_RETRY, strlen(EV_RETRY));
+	if (events__burst_begin(w) == 0) {
+		events__watcher_begin(w, views, nv, last);
 		w->burst = 0;
 		if (w->left == 0)
-			watcher_end(w, 0);
+			events__watcher_end(w, 0);
 	}
-	views_free(views, nv);
-	ping_update();
+	events__views_free(views, nv);
+	events__ping_update();
 	return 0;
-}
-
-/* ---- WebSocket ---- */
-
-/* Sends {"event": "error", "data": {code, message, suggestion, action, field?, job_id?}}. */
-static void ws_send_error(struct watcher *w, const char *code, const char *message,
-			  const char *field, const char *job_id)
-{
-	struct json_object *o = json_object_new_object();
-	struct json_object *e = errors_json(code, message, field);
-	struct buf b;
-
-	if (job_id != NULL)
-		json_put(e, "job_id", json_str(job_id));
-	json_put(o, "event", json_str("error"));
-	json_put(o, "data", e);
-	buf_init(&b, EV_MAX_EVENT);
-	if (json_dump(&b, o) == 0)
-		watcher_send(w, b.data, b.len);
-	buf_cleanup(&b);
-	json_object_put(o);
-}
-
-/* 1 when ids[i] (strings) repeats an earlier one. */
-static int id_repeats(struct json_object *ids, size_t i)
-{
-	const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
-
-	for (size_t k = 0; k < i; k++)
-		if (strcmp(json_object_get_string(json_object_array_get_idx(ids, k)), id) == 0)
-			return 1;
-	return 0;
-}
-
-/*
- * The view of id for a subscription, or NULL after telling the peer why:
- * an unknown job, or one more live job than a WebSocket may follow.
- * *added counts the live jobs this message adds. Caller owns the view.
- */
-static struct json_object *ws_view(struct watcher *w, const char *id, size_t *added)
-{
-	struct err err = {0};
-	struct json_object *v = events_view_find(id, &err);
-
-	if (v == NULL) {
-		ws_send_error(w, err.code == ERR_NOT_FOUND ? "NOT_FOUND" : "INTERNAL", NULL, NULL,
-			      id);
-		return NULL;
-	}
-	if (view_terminal(v) || sub_find(w, job_lookup(id)) != NULL)
-		return v;
-	if (w->nsubs + *added >= EVENTS_WS_MAX_JOBS) {
-		ws_send_error(w, "INVALID_INPUT",
-			      "subscribe: a connection follows at most 1000 jobs at once; "
-			      "unsubscribe from some first",
-			      "subscribe", id);
-		json_object_put(v);
-		return NULL;
-	}
-	(*added)++;
-	return v;
-}
-
-/* Follows each job of ids (a checked array of strings); see events.h. */
-static void ws_subscribe(struct watcher *w, struct json_object *ids, uint64_t after)
-{
-	size_t n = json_object_array_length(ids), nv = 0, added = 0;
-	struct json_object **views;
-
-	if (n > EVENTS_WS_MAX_JOBS) {
-		ws_send_error(w, "INVALID_INPUT",
-			      "subscribe: give at most 1000 job ids in one message", "subscribe",
-			      NULL);
-		return;
-	}
-	views = xcalloc(n ? n : 1, sizeof *views);
-	for (size_t i = 0; i < n && !w->ending; i++) {
-		const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
-		struct json_object *v = id_repeats(ids, i) ? NULL : ws_view(w, id, &added);
-
-		if (v != NULL)
-			views[nv++] = v;
-	}
-	if (!w->ending)
-		watcher_begin(w, views, nv, after);
-	views_free(views, nv);
-}
-
-/* Stops following each job of ids; ids it does not follow are ignored. */
-static void ws_unsubscribe(struct watcher *w, struct json_object *ids)
-{
-	for (size_t i = 0; i < json_object_array_length(ids); i++) {
-		const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
-		struct ev_sub *s = sub_find(w, job_lookup(id));
-
-		if (s != NULL)
-			sub_remove(s);
-	}
-}
-
-/* 1 when v is an array of at most EVENTS_WS_MAX_JOBS strings. */
-static int id_array_ok(struct json_object *v)
-{
-	size_t n;
-
-	if (!json_object_is_type(v, json_type_array))
-		return 0;
-	n = json_object_array_length(v);
-	for (size_t i = 0; i < n; i++)
-		if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_string))
-			return 0;
-	return n <= EVENTS_WS_MAX_JOBS;
-}
-
-/*
- * Checks a client message {subscribe?, unsubscribe?, after?}. Returns 0,
- * or -1 with why (naming the field) and *field filled.
- */
-static int ws_message_check(struct json_object *o, char why[160], const char **field)
-{
-	struct json_object *after = json_get(o, "after");
-
-	json_object_object_foreach(o, key, val) {
-		int list = strcmp(key, "subscribe") == 0 || strcmp(key, "unsubscribe") == 0;
-
-		*field = key;
-		if (!list && strcmp(key, "after") != 0) {
-			snprintf(why, 160,
-				 "%.40s: unknown field; allowed: subscribe, unsubscribe, after", key);
-			return -1;
-		}
-		if (list && !id_array_ok(val)) {
-			snprintf(why, 160, "%s: must be an array of at most 1000 job ids", key);
-			return -1;
-		}
-	}
-	*field = "after";
-	if (after != NULL && (!json_object_is_type(after, json_type_int) ||
-			      json_object_get_int64(after) < 0)) {
-		snprintf(why, 160, "after: must be an event id, a whole number");
-		return -1;
-	}
-	*field = "subscribe";
-	if (json_get(o, "subscribe") == NULL && json_get(o, "unsubscribe") == NULL) {
-		snprintf(why, 160, "subscribe: is required, e.g. {\"subscribe\": [\"JOB_ID\"]}");
-		return -1;
-	}
-	return 0;
-}
-
-/* Does what a checked client message asks: unsubscribe first, then subscribe. */
-static void ws_message(struct watcher *w, struct json_object *o)
-{
-	struct json_object *after = json_get(o, "after");
-
-	if (json_get(o, "unsubscribe") != NULL)
-		ws_unsubscribe(w, json_get(o, "unsubscribe"));
-	if (json_get(o, "subscribe") != NULL)
-		ws_subscribe(w, json_get(o, "subscribe"),
-			     after ? (uint64_t)json_object_get_int64(after) : 0);
-}
-
-static void ws_on_text(struct ws_conn *ws, const char *msg, size_t len, void *ud)
-{
-	struct watcher *w = ud;
-	struct json_object *o = NULL;
-	struct err err = {0};
-	const char *field = NULL;
-	char why[160];
-
-	(void)ws;
-	if (len > EVENTS_WS_MAX_MESSAGE) {
-		log_info("ws watcher dropped reason=message_too_big bytes=%zu", len);
-		watcher_end(w, EV_WS_TOO_BIG);
-		return;
-	}
-	if (burst_begin(w) < 0)
-		return;
-	if (json_parse(msg, len, EV_WS_DEPTH, &o, &err) < 0 ||
-	    !json_object_is_type(o, json_type_object))
-		ws_send_error(w, "INVALID_INPUT", EV_WS_USAGE, NULL, NULL);
-	else if (ws_message_check(o, why, &field) < 0)
-		ws_send_error(w, "INVALID_INPUT", why, field, NULL);
-	else
-		ws_message(w, o);
-	w->burst = 0;
-	json_object_put(o);
-}
-
-static void ws_on_binary(struct ws_conn *ws, const void *msg, size_t len, void *ud)
-{
-	(void)ws;
-	(void)msg;
-	(void)len;
-	ws_send_error(ud, "INVALID_INPUT", EV_WS_USAGE, NULL, NULL);
-}
-
-static void ws_on_close(struct ws_conn *ws, void *ud)
-{
-	(void)ws;
-	watcher_free(ud);
-}
-
-static const struct ws_callbacks ws_callbacks = {ws_on_text, ws_on_binary, ws_on_close};
-
-/* "a,b" as a JSON array of its non-empty parts. Caller owns the result. */
-static struct json_object *id_list(const char *csv)
-{
-	struct json_object *a = json_object_new_array();
-	char *copy = xstrdup(csv), *save = NULL;
-
-	for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
-		json_object_array_add(a, json_str(t));
-	free(copy);
-	return a;
-}
-
-void events_ws(struct http_req *req)
-{
-	const char *q = http_req_query(req, "jobs");
-	uint64_t after = parse_seq(http_req_query(req, "after"));
-	struct json_object *ids;
-	struct watcher *w;
-
-	if (watchers_full(req))
-		return;
-	/* The request's strings go with it once the upgrade consumes it. */
-	ids = id_list(q ? q : "");
-	w = watcher_new(EV_WS);
-	w->ws = http_ws_accept(req, &ws_callbacks, w);
-	if (w->ws == NULL) {
-		free(w); /* its callbacks are never called */
-		json_object_put(ids);
-		return;
-	}
-	watcher_link(w);
-	if (json_object_array_length(ids) > 0 && burst_begin(w) == 0) {
-		ws_subscribe(w, ids, after);
-		w->burst = 0;
-	}
-	json_object_put(ids);
-	ping_update();
 }
 
 /* ---- publishing ---- */
 
 void events_publish(const char *job_id, const char *type, struct json_object *view)
 {
-	struct ev_job *je = job_lookup(job_id);
+	struct ev_job *je = events__job_lookup(job_id);
 	const struct ev_entry *e;
 	struct ev_sub *s, *next;
 	struct ev_msg m;
@@ -1217,7 +927,7 @@ void events_publish(const char *job_id, const char *type, struct json_object *vi
 		buf_cleanup(&b);
 		return;
 	}
-	terminal = view_terminal(view);
+	terminal = events__view_terminal(view);
 	len = b.len;
 	data = buf_steal(&b);
 	e = ring_push(je, ++ev.seq, data, len, strcmp(type, "progress") == 0);
@@ -1238,7 +948,7 @@ void events_publish(const char *job_id, const char *type, struct json_object *vi
 
 int events_watched(const char *job_id)
 {
-	const struct ev_job *je = job_lookup(job_id);
+	const struct ev_job *je = events__job_lookup(job_id);
 
 	return je != NULL && je->nsubs > 0;
 }
@@ -1256,7 +966,7 @@ void events_shutdown(void)
 	while (w != NULL) {
 		struct watcher *next = w->next;
 
-		watcher_end(w, EV_WS_GOING_AWAY);
+		events__watcher_end(w, EV_WS_GOING_AWAY);
 		w = next;
 	}
 	for (size_t i = 0; i < ev.nbuckets; i++) {
