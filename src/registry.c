@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "buf.h"
 #include "registry.h"
 #include "registry_internal.h"
 #include "util.h"
@@ -561,4 +562,26 @@ struct json_object *registry_catalog(const struct registry *r)
 		json_object_array_add(fs, catalog_function(&r->functions[i]));
 	json_put(o, "functions", fs);
 	return o;
+}
+
+char *registry_expand(const char *arg, int port, const char *bindir, const char *configdir)
+{
+	struct buf b;
+
+	buf_init(&b, 1 << 16);
+	while (*arg) {
+		if (strncmp(arg, "{port}", 6) == 0) {
+			buf_printf(&b, "%d", port);
+			arg += 6;
+		} else if (strncmp(arg, "{bindir}", 8) == 0) {
+			buf_puts(&b, bindir);
+			arg += 8;
+		} else if (strncmp(arg, "{configdir}", 11) == 0) {
+			buf_puts(&b, configdir);
+			arg += 11;
+		} else {
+			buf_putc(&b, *arg++);
+		}
+	}
+	return buf_steal(&b);
 }

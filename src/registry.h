@@ -204,6 +204,12 @@ size_t registry_route(const struct registry *r, const struct reg_function *f, in
 
 /* The plain-language message of a phase, or NULL when f gives none. */
 const char *registry_message(const struct reg_function *f, int phase);
+
+/*
+ * One command argument with its placeholders replaced: {port}, {bindir},
+ * {configdir}. Caller frees the result.
+ */
+char *registry_expand(const char *arg, int port, const char *bindir, const char *configdir);
 /* "queued", "preparing", ...; NULL when out of range. */
 const char *registry_phase_name(int phase);
 

@@ -166,7 +166,6 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
 /* Replaces {port}, {bindir} and {configdir} in one argument. Caller frees. */
 static char *subst(const char *arg, int port)
 {
-	struct buf b;
 	char confdir[4096];
 	const char *slash;
 
@@ -176,22 +175,7 @@ static char *subst(const char *arg, int port)
 		confdir[slash - confdir] = '\0';
 	else
 		snprintf(confdir, sizeof confdir, ".");
-	buf_init(&b, 1 << 16);
-	while (*arg) {
-		if (strncmp(arg, "{port}", 6) == 0) {
-			buf_printf(&b, "%d", port);
-			arg += 6;
-		} else if (strncmp(arg, "{bindir}", 8) == 0) {
-			buf_puts(&b, server.cfg.bindir);
-			arg += 8;
-		} else if (strncmp(arg, "{configdir}", 11) == 0) {
-			buf_puts(&b, confdir);
-			arg += 11;
-		} else {
-			buf_putc(&b, *arg++);
-		}
-	}
-	return buf_steal(&b);
+	return registry_expand(arg, port, server.cfg.bindir, confdir);
 }
 
 /*

@@ -38,29 +38,6 @@ static void config_dir(char *out, size_t n)
 	snprintf(out, n, "%s", path);
 }
 
-/* Replaces {port}, {bindir} and {configdir} in one argument. Caller frees. */
-static char *subst(const char *arg, const char *confdir)
-{
-	struct buf b;
-
-	buf_init(&b, 1 << 16);
-	while (*arg) {
-		if (strncmp(arg, "{port}", 6) == 0) {
-			buf_printf(&b, "%d", DOCKER_PORT);
-			arg += 6;
-		} else if (strncmp(arg, "{bindir}", 8) == 0) {
-			buf_puts(&b, DOCKER_BINDIR);
-			arg += 8;
-		} else if (strncmp(arg, "{configdir}", 11) == 0) {
-			buf_puts(&b, confdir);
-			arg += 11;
-		} else {
-			buf_putc(&b, *arg++);
-		}
-	}
-	return buf_steal(&b);
-}
-
 static struct json_object *str_array(const char *const *v, size_t n)
 {
 	struct json_object *a = json_object_new_array();
@@ -208,7 +185,7 @@ char *docker__create_body(const struct reg_model *m, const char *runner_id, int 
 	if (m->ncommand > 0) {
 		cmd = json_object_new_array();
 		for (size_t i = 0; i < m->ncommand; i++) {
-			char *a = subst(m->command[i], confdir);
+			char *a = registry_expand(m->command[i], DOCKER_PORT, DOCKER_BINDIR, confdir);
 			json_object_array_add(cmd, json_str(a));
 			free(a);
 		}

@@ -139,44 +139,9 @@ const char *cc_log_tail(const struct cc_worker *w)
 static int read_answer(int fd, struct tu_resp *resp)
 {
 	struct timeval tv = {5, 0};
-	char *raw = NULL, *sep;
-	size_t rlen = 0, rcap = 0;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	for (;;) {
-		ssize_t r;
-
-		if (rcap - rlen < 65536) {
-			rcap = rcap ? rcap * 2 : 131072;
-			raw = xrealloc(raw, rcap + 1);
-		}
-		r = read(fd, raw + rlen, rcap - rlen);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		rlen += (size_t)r;
-	}
-	if (raw == NULL)
-		return -1;
-	raw[rlen] = '\0';
-	sep = strstr(raw, "\r\n\r\n");
-	if (sep == NULL || sscanf(raw, "HTTP/1.%*d %d", &resp->status) != 1) {
-		free(raw);
-		return -1;
-	}
-	*sep = '\0';
-	for (char *p = raw; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	resp->headers = xstrdup(raw);
-	resp->len = rlen - (size_t)(sep + 4 - raw);
-	resp->body = xmalloc(resp->len + 1);
-	memcpy(resp->body, sep + 4, resp->len);
-	resp->body[resp->len] = '\0';
-	if (strstr(resp->headers, "transfer-encoding: chunked"))
-		resp->len = tu_dechunk(resp->body, resp->len);
-	free(raw);
-	return 0;
+	return tu_read_response(fd, resp);
 }
 
 int cc_http(int port, const char *method, const char *path, const char *headers,

@@ -237,9 +237,8 @@ size_t tu_dechunk(char *body, size_t len)
 int tu_http(int port, const char *method, const char *path, const char *ctype,
 	    const char *body, size_t len, struct tu_resp *resp)
 {
-	char head[2048], *raw = NULL, *sep;
-	size_t rlen = 0, rcap = 0;
-	int fd;
+	char head[2048];
+	int fd, rc;
 
 	memset(resp, 0, sizeof *resp);
 	fd = tu_connect(port);
@@ -255,6 +254,16 @@ int tu_http(int port, const char *method, const char *path, const char *ctype,
 		close(fd);
 		return -1;
 	}
+	rc = tu_read_response(fd, resp);
+	close(fd);
+	return rc;
+}
+
+int tu_read_response(int fd, struct tu_resp *resp)
+{
+	char *raw = NULL, *sep;
+	size_t rlen = 0, rcap = 0;
+
 	for (;;) {
 		ssize_t r;
 		if (rcap - rlen < 65536) {
@@ -268,7 +277,6 @@ int tu_http(int port, const char *method, const char *path, const char *ctype,
 			break;
 		rlen += (size_t)r;
 	}
-	close(fd);
 	if (raw == NULL)
 		return -1;
 	raw[rlen] = '\0';

@@ -56,6 +56,8 @@ struct tu_resp {
 int tu_http(int port, const char *method, const char *path, const char *ctype,
 	    const char *body, size_t len, struct tu_resp *resp);
 void tu_resp_free(struct tu_resp *r);
+/* Reads an HTTP response on fd until EOF into resp (lower-cased headers, dechunked body). 0 or -1. */
+int tu_read_response(int fd, struct tu_resp *resp);
 /* Value of a response header (case-insensitive), static buffer or NULL. */
 const char *tu_resp_header(const struct tu_resp *r, const char *name);
 /* Polls GET path until it answers `status`, up to ms. Returns 0 or -1. */
