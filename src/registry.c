@@ -5,7 +5,8 @@
  * registry_parse.c builds the struct from YAML and collects every error;
  * this file sorts them into file order, and either returns a complete
  * registry or frees the partial one (so a failed reload leaves the caller's
- * old registry untouched).
+ * old registry untouched). A complete registry starts with one reference;
+ * the last registry_unref() frees it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,8 @@ static void build_routes(struct registry *r)
 	}
 }
 
+static void destroy(struct registry *r);
+
 /* Parses path into a new registry; on errors frees it and returns NULL. */
 static struct registry *load(const char *path, struct registry__errors *errs)
 {
@@ -71,10 +74,11 @@ static struct registry *load(const char *path, struct registry__errors *errs)
 
 	if (registry__parse(r, path, errs) > 0) {
 		qsort(errs->v, errs->n, sizeof *errs->v, error_cmp);
-		registry_free(r);
+		destroy(r);
 		return NULL;
 	}
 	build_routes(r);
+	atomic_init(&r->refs, 1);
 	return r;
 }
 
@@ -145,6 +149,7 @@ static void model_cleanup(struct reg_model *m)
 	free(m->binds);
 	strv_free(m->command, m->ncommand);
 	strv_free(m->env, m->nenv);
+	strv_free(m->urls, m->nurls);
 	json_object_put(m->workflow);
 	free(m->workflow_path);
 	free(m->image);
@@ -152,12 +157,11 @@ static void model_cleanup(struct reg_model *m)
 	free(m->id);
 }
 
-void registry_free(struct registry *r)
+/* Frees r and everything it owns, whatever its count. */
+static void destroy(struct registry *r)
 {
 	struct reg_server *s;
 
-	if (r == NULL)
-		return;
 	for (size_t i = 0; i < r->nfunctions; i++)
 		function_cleanup(&r->functions[i]);
 	for (size_t i = 0; i < r->nmodels; i++)
@@ -172,6 +176,24 @@ void registry_free(struct registry *r)
 	free(r->models);
 	free(r->path);
 	free(r);
+}
+
+struct registry *registry_ref(struct registry *r)
+{
+	if (r != NULL)
+		atomic_fetch_add(&r->refs, 1);
+	return r;
+}
+
+void registry_unref(struct registry *r)
+{
+	if (r != NULL && atomic_fetch_sub(&r->refs, 1) == 1)
+		destroy(r);
+}
+
+void registry_free(struct registry *r)
+{
+	registry_unref(r);
 }
 
 /* ---- lookups ---- */

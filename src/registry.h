@@ -5,8 +5,9 @@
  * A registry is loaded from one YAML file into a fresh struct; loading
  * never touches another registry, so a reload builds a new one and the
  * caller swaps it in (jobs in flight keep the version they started on).
- * A loaded registry is immutable: every pointer handed out is borrowed and
- * valid until registry_free() of that registry.
+ * A loaded registry is immutable and reference-counted: every pointer
+ * handed out is borrowed and valid while the caller holds a reference
+ * (registry_ref(), registry_unref()); registry_load() returns one.
  *
  * Invariants of a loaded registry:
  *  1. Every model's function exists; its quality is a key of that function's
@@ -15,6 +16,10 @@
  *  3. Every bind names a param of the model's function and a node of the
  *     model's workflow that has an `inputs` object.
  *  4. Every function has at least one quality; default_quality indexes one.
+ *  5. An external model has 1..64 distinct model server URLs (urls, nurls),
+ *     each accepted by url_parse_model_server() and stored as its
+ *     normalised base; max_instances <= nurls (one runner per URL) and
+ *     min_instances <= max_instances for every model.
  *
  * The catalog (registry_catalog) is what users see: it never names models,
  * images, commands or runtimes.
@@ -26,6 +31,7 @@
 #define FNRUN_REGISTRY_H
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +40,8 @@
 
 /* A model whose tier is assigned later from measured speed and memory. */
 #define REG_QUALITY_AUTO (-1)
+/* Most model server URLs an external model may list (`urls:`). */
+#define REG_MAX_URLS 64
 
 enum reg_type { REG_STRING, REG_INT, REG_FLOAT, REG_BOOL, REG_ENUM };
 
@@ -112,7 +120,15 @@ struct reg_model {
 				    * "{bindir}", "{configdir}" not yet replaced; NULL if none */
 	size_t ncommand;
 	char *image;               /* docker: image reference */
-	char *url;                 /* external: base URL */
+	char *url;                 /* external: the first of urls, e.g.
+				    * "http://127.0.0.1:8188"; NULL otherwise */
+	char **urls;               /* external: the model servers' base URLs,
+				    * normalised by url_parse_model_server()
+				    * ("http://HOST:PORT", no trailing slash), file
+				    * order, distinct; one runner per URL. From
+				    * `urls:`, or `url:` as a list of one. NULL
+				    * for other runtimes. */
+	size_t nurls;              /* 1..REG_MAX_URLS for external, else 0 */
 	char **env;                /* "NAME=value" strings */
 	size_t nenv;
 	char *workflow_path;       /* as resolved against the registry's dir */
@@ -126,9 +142,10 @@ struct reg_model {
 	int64_t start_timeout_ms;  /* start to ready, at most */
 	int64_t step_timeout_ms;   /* no progress for this long means hung */
 	int64_t min_instances;
-	int64_t max_instances;
+	int64_t max_instances;     /* external: default nurls, at most nurls */
 	const struct reg_model *fallback; /* same function, or NULL */
-	int64_t weight;            /* A/B weight among a tier's models */
+	int64_t weight;            /* A/B weight among a tier's models, default 100 */
+	int weight_set;            /* 1: the file gave `weight:`; 0: the default */
 	int enabled;
 };
 
@@ -150,6 +167,7 @@ struct reg_server {
 
 /* Private: use the accessors below. */
 struct registry {
+	atomic_size_t refs;            /* references held; freed when it drops to 0 */
 	char *path;                    /* the file it was loaded from */
 	struct reg_function *functions; /* file order */
 	size_t nfunctions;
@@ -163,7 +181,8 @@ struct registry {
  * the registry file's directory). Returns a new registry, or NULL with the
  * first error (in file order) in err: ERR_INVALID for a bad file,
  * "FILE:LINE:COL: path.to.key: what is wrong; what is allowed"; ERR_IO when
- * it cannot be read. Caller owns the result; free with registry_free().
+ * it cannot be read. The result holds one reference, the caller's; drop it
+ * with registry_unref() (or registry_free()).
  */
 struct registry *registry_load(const char *path, struct err *err);
 
@@ -174,7 +193,26 @@ struct registry *registry_load(const char *path, struct err *err);
  */
 int registry_check(const char *path, FILE *out);
 
-/* Frees r and everything it owns. NULL is a no-op. */
+/*
+ * Reference counting, for holders that must outlive a reload (a running
+ * job's model, a runner's model): take a reference where the pointer is
+ * stored, drop it where it is let go. The count is atomic, so references
+ * may be taken and dropped on any thread; the registry itself is
+ * immutable.
+ *
+ * registry_ref() adds a reference and returns r (NULL gives NULL).
+ * registry_unref() drops one; the last one frees r and everything it owns,
+ * so every pointer borrowed from r becomes invalid. NULL is a no-op.
+ * Dropping more references than were taken is a use after free.
+ */
+struct registry *registry_ref(struct registry *r);
+void registry_unref(struct registry *r);
+
+/*
+ * The same as registry_unref(): kept for callers that hold the one
+ * reference registry_load() gave them, for whom it frees r as before. With
+ * other references still held, r stays alive until the last is dropped.
+ */
 void registry_free(struct registry *r);
 
 /* Lookups. Borrowed; NULL when missing or out of range. */

@@ -1,9 +1,13 @@
 /*
  * registry_model.c - the models section of the registry: each model's
- * function and quality, its runtime keys (command, image, url, env), its
- * workflow file and the binds of params into it; then the fallbacks, which
- * need every model: resolved by id, kept within one function, and checked
- * for cycles (registry.h, invariants 1-3).
+ * function and quality, its runtime keys (command, image, url or urls,
+ * env), its workflow file and the binds of params into it; then the
+ * fallbacks, which need every model: resolved by id, kept within one
+ * function, and checked for cycles (registry.h, invariants 1-3, 5).
+ *
+ * Model server URLs go through url_parse_model_server() (url.c), the parser
+ * the runtimes use too, so `fnrun check` accepts exactly what they can
+ * reach.
  *
  * Like the rest of the parse, errors never stop the walk; a model that
  * failed is still recorded under its id. The key tables and value readers
@@ -20,6 +24,7 @@
 #include "json.h"
 #include "registry.h"
 #include "registry_internal.h"
+#include "url.h"
 #include "util.h"
 
 #define REG_MAX_WORKFLOW (16 << 20) /* one workflow JSON, bytes */
@@ -44,6 +49,7 @@ static const struct key_spec model_keys[] = {
 	{.name = "command", .type = KEY_LATER},
 	{.name = "image", .type = KEY_LATER},
 	{.name = "url", .type = KEY_LATER},
+	{.name = "urls", .type = KEY_LATER},
 	{.name = "env", .type = KEY_LATER},
 	{.name = "workflow", .type = KEY_LATER, .required = 1,
 	 .help = "give a ComfyUI API-format workflow JSON, relative to this file"},
@@ -148,16 +154,80 @@ static void parse_command(struct pctx *c, yaml_node_t *v, struct reg_model *m)
 			   "[bin/fnrun-worker, --model, sim, --port, \"{port}\"]");
 }
 
+/*
+ * One model server URL at node v, checked by url_parse_model_server();
+ * reports at v and returns -1, or fills *u.
+ */
+static int read_url(struct pctx *c, yaml_node_t *v, struct url *u)
+{
+	struct err e = {0};
+
+	if (v->type != YAML_SCALAR_NODE) {
+		registry__perr(c, v, "must be a string: an http:// URL with a host and an optional "
+			       "port, e.g. http://127.0.0.1:8188");
+		return -1;
+	}
+	if (url_parse_model_server(registry__scalar(v), u, &e) == 0)
+		return 0;
+	registry__perr(c, v, "%s", e.msg);
+	return -1;
+}
+
+/* Appends base to m->urls, whose array has room. */
+static void add_url(struct reg_model *m, const char *base)
+{
+	m->urls[m->nurls++] = xstrdup(base);
+	if (m->url == NULL)
+		m->url = xstrdup(base);
+}
+
 static void parse_url(struct pctx *c, yaml_node_t *v, struct reg_model *m)
 {
-	const char *s = registry__scalar(v);
+	struct url u;
 
-	if (s != NULL && ((strncmp(s, "http://", 7) == 0 && s[7] != '\0') ||
-			  (strncmp(s, "https://", 8) == 0 && s[8] != '\0'))) {
-		m->url = xstrdup(s);
+	if (read_url(c, v, &u) < 0)
+		return;
+	m->urls = xcalloc(1, sizeof *m->urls);
+	add_url(m, u.base);
+}
+
+/* The index in m->urls of base, or -1. */
+static long url_index(const struct reg_model *m, const char *base)
+{
+	for (size_t i = 0; i < m->nurls; i++)
+		if (strcmp(m->urls[i], base) == 0)
+			return (long)i;
+	return -1;
+}
+
+static void parse_urls(struct pctx *c, yaml_node_t *v, struct reg_model *m)
+{
+	size_t n = registry__is_seq(v) ? registry__seq_len(v) : 0;
+
+	if (m->urls != NULL)
+		return; /* url was given too; external_urls() reports it */
+	if (n == 0 || n > REG_MAX_URLS) {
+		registry__perr(c, v, "must be a list of 1 to %d model server URLs, one runner each, e.g. "
+			       "[http://10.0.0.5:8188, http://10.0.0.6:8188]", REG_MAX_URLS);
 		return;
 	}
-	registry__perr(c, v, "must be an http:// or https:// URL, e.g. http://127.0.0.1:8188");
+	m->urls = xcalloc(n, sizeof *m->urls);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *a = registry__get_node(c, v->data.sequence.items.start[i]);
+		size_t old = registry__path_push_index(c, i);
+		struct url u;
+		long dup;
+
+		if (read_url(c, a, &u) == 0) {
+			dup = url_index(m, u.base);
+			if (dup >= 0)
+				registry__perr(c, a, "%s is already urls[%ld]; list each model server once",
+					       u.base, dup);
+			else
+				add_url(m, u.base);
+		}
+		registry__path_pop(c, old);
+	}
 }
 
 static void parse_env(struct pctx *c, yaml_node_t *v, struct reg_model *m)
@@ -190,19 +260,33 @@ static void parse_env(struct pctx *c, yaml_node_t *v, struct reg_model *m)
 	}
 }
 
-/* Which runtimes take each key, and which need it (bits of 1 << runtime). */
+static void parse_image(struct pctx *c, yaml_node_t *v, struct reg_model *m)
+{
+	registry__read_str(c, v, &m->image);
+}
+
+#define RT_PROCESS (1u << REG_RUNTIME_PROCESS)
+#define RT_DOCKER (1u << REG_RUNTIME_DOCKER)
+#define RT_EXTERNAL (1u << REG_RUNTIME_EXTERNAL)
+
+/*
+ * Which runtimes take each key, and which need it (bits of 1 << runtime).
+ * url and urls are not marked required: external_urls() wants exactly one
+ * of the two.
+ */
 static const struct {
 	const char *key;
 	unsigned allowed, required;
 	const char *help;
+	void (*parse)(struct pctx *c, yaml_node_t *v, struct reg_model *m);
 } runtime_keys[] = {
-	{"command", 1u << REG_RUNTIME_PROCESS | 1u << REG_RUNTIME_DOCKER, 1u << REG_RUNTIME_PROCESS,
-	 "give the model server's argv, e.g. [bin/fnrun-worker, --port, \"{port}\"]"},
-	{"image", 1u << REG_RUNTIME_DOCKER, 1u << REG_RUNTIME_DOCKER,
-	 "give the model server's image, e.g. studio/flux-schnell:latest"},
-	{"url", 1u << REG_RUNTIME_EXTERNAL, 1u << REG_RUNTIME_EXTERNAL,
-	 "give the model server's URL, e.g. http://127.0.0.1:8188"},
-	{"env", 1u << REG_RUNTIME_PROCESS | 1u << REG_RUNTIME_DOCKER, 0, NULL},
+	{"command", RT_PROCESS | RT_DOCKER, RT_PROCESS,
+	 "give the model server's argv, e.g. [bin/fnrun-worker, --port, \"{port}\"]", parse_command},
+	{"image", RT_DOCKER, RT_DOCKER, "give the model server's image, e.g. studio/flux-schnell:latest",
+	 parse_image},
+	{"url", RT_EXTERNAL, 0, NULL, parse_url},
+	{"urls", RT_EXTERNAL, 0, NULL, parse_urls},
+	{"env", RT_PROCESS | RT_DOCKER, 0, NULL, parse_env},
 };
 
 static void runtime_key(struct pctx *c, yaml_node_t *n, struct reg_model *m, size_t i)
@@ -221,15 +305,45 @@ static void runtime_key(struct pctx *c, yaml_node_t *n, struct reg_model *m, siz
 	else if (v != NULL && !(runtime_keys[i].allowed & bit))
 		registry__perr(c, v, "applies only to runtime %s; this model's runtime is %s", l.s,
 			       runtime_names[m->runtime]);
-	else if (v != NULL && i == 0)
-		parse_command(c, v, m);
-	else if (v != NULL && i == 1)
-		registry__read_str(c, v, &m->image);
-	else if (v != NULL && i == 2)
-		parse_url(c, v, m);
-	else if (v != NULL && i == 3)
-		parse_env(c, v, m);
+	else if (v != NULL)
+		runtime_keys[i].parse(c, v, m);
 	registry__path_pop(c, old);
+}
+
+/*
+ * External models: exactly one of url and urls (runtime_key() parsed them,
+ * url first; given both, urls is read only when url failed). One runner
+ * runs per URL, so max_instances defaults to the URL count and may not
+ * exceed it.
+ */
+static void external_urls(struct pctx *c, yaml_node_t *n, struct reg_model *m)
+{
+	yaml_node_t *url = registry__map_get(c, n, "url"), *urls = registry__map_get(c, n, "urls");
+	yaml_node_t *max = registry__map_get(c, n, "max_instances");
+	size_t old;
+
+	if (m->runtime != REG_RUNTIME_EXTERNAL)
+		return;
+	if (url == NULL && urls == NULL) {
+		old = registry__path_push(c, "url");
+		registry__perr(c, n, "is required for runtime external; give the model server's URL, "
+			       "e.g. url: http://127.0.0.1:8188, or several as urls: [...]");
+		registry__path_pop(c, old);
+	} else if (url != NULL && urls != NULL) {
+		old = registry__path_push(c, "urls");
+		registry__perr(c, urls, "give either url (one model server) or urls (several), not both");
+		registry__path_pop(c, old);
+	}
+	if (m->nurls == 0)
+		return; /* reported above or by the URL itself */
+	if (max == NULL) {
+		m->max_instances = (int64_t)m->nurls;
+	} else if (m->max_instances > (int64_t)m->nurls) {
+		old = registry__path_push(c, "max_instances");
+		registry__perr(c, max, "is %lld, but an external model runs one runner per URL; give at "
+			       "most %zu or add URLs", (long long)m->max_instances, m->nurls);
+		registry__path_pop(c, old);
+	}
 }
 
 /* NULL when o is a ComfyUI API-format workflow, else what is wrong. */
@@ -380,8 +494,10 @@ static void parse_model(struct pctx *c, yaml_node_t *n, struct reg_model *m)
 	if (!registry__is_map(n))
 		return;
 	model_function(c, n, m);
+	m->weight_set = registry__map_get(c, n, "weight") != NULL;
 	for (size_t i = 0; i < sizeof runtime_keys / sizeof runtime_keys[0]; i++)
 		runtime_key(c, n, m, i);
+	external_urls(c, n, m);
 	model_workflow(c, n, m);
 	model_binds(c, n, m);
 	if (m->min_instances > m->max_instances) {

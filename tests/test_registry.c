@@ -4,13 +4,14 @@
  *
  * Error tests write a small registry into a temp dir: BASE below plus the
  * lines under test, so the line numbers in the expected messages can be
- * counted from BASE (14 lines).
+ * counted from BASE (14 lines); EXT adds an external model (lines 15-19).
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "json.h"
 #include "registry.h"
 #include "testutil.h"
@@ -33,6 +34,14 @@ static const char BASE[] =
 	"    quality: low\n"                                    /* 12 */
 	"    command: [w, \"{port}\"]\n"                        /* 13 */
 	"    workflow: wf.json\n";                              /* 14 */
+
+/* An external model without url or urls, for the lines under test (from 20). */
+static const char EXT[] =
+	"  e:\n"                                                /* 15 */
+	"    function: F\n"                                     /* 16 */
+	"    quality: high\n"                                   /* 17 */
+	"    runtime: external\n"                               /* 18 */
+	"    workflow: wf.json\n";                              /* 19 */
 
 static const char WORKFLOW[] =
 	"{\"3\": {\"class_type\": \"KSampler\", \"inputs\": {\"seed\": 1, \"steps\": 4}},\n"
@@ -147,6 +156,11 @@ START_TEST(valid_registry_loads)
 	ck_assert_int_eq(m->start_timeout_ms, 120000);
 	ck_assert_int_eq(m->step_timeout_ms, 250);
 	ck_assert_int_eq(m->max_instances, 2);
+	ck_assert_int_eq(m->weight, 100);
+	ck_assert_int_eq(m->weight_set, 0);
+	ck_assert_ptr_null(m->url);
+	ck_assert_ptr_null(m->urls);
+	ck_assert_uint_eq(m->nurls, 0);
 	ck_assert_ptr_eq(m->fallback, registry_model(r, "create_image_standard"));
 	ck_assert_ptr_nonnull(strstr(m->workflow_path, "fixtures/registry/workflows/sim-image.json"));
 	ck_assert_str_eq(json_get_str(json_get(m->workflow, "6"), "class_type"), "CLIPTextEncode");
@@ -157,9 +171,16 @@ START_TEST(valid_registry_loads)
 	ck_assert_int_eq(m->gpu_memory, 512LL << 20);
 	ck_assert_int_eq(m->priority, 100);
 	ck_assert_int_eq(m->weight, 30);
+	ck_assert_int_eq(m->weight_set, 1);
 	ck_assert_int_eq(m->enabled, 1);
 	ck_assert_uint_eq(m->nbinds, 3);
-	ck_assert_str_eq(registry_model(r, "create_image_standard_b")->url, "http://127.0.0.1:8188");
+	/* One url: also a list of one, and one runner. */
+	m = registry_model(r, "create_image_standard_b");
+	ck_assert_str_eq(m->url, "http://127.0.0.1:8188");
+	ck_assert_uint_eq(m->nurls, 1);
+	ck_assert_str_eq(m->urls[0], "http://127.0.0.1:8188");
+	ck_assert_int_eq(m->max_instances, 1);
+	ck_assert_int_eq(m->weight_set, 1);
 	ck_assert_int_eq(registry_model(r, "create_image_auto")->quality, REG_QUALITY_AUTO);
 	/* Server. */
 	ck_assert_str_eq(s->listen, "127.0.0.1:9000");
@@ -195,12 +216,212 @@ START_TEST(defaults_without_server_section)
 	ck_assert_int_eq(m->min_instances, 0);
 	ck_assert_int_eq(m->max_instances, 1);
 	ck_assert_int_eq(m->weight, 100);
+	ck_assert_int_eq(m->weight_set, 0);
 	ck_assert_int_eq(m->priority, 100);
 	ck_assert_int_eq(m->enabled, 1);
 	ck_assert_ptr_null(m->fallback);
 	/* Two qualities: the default is the cheaper middle one. */
 	ck_assert_int_eq(registry_function(r, "F")->default_quality, 0);
 	registry_free(r);
+}
+END_TEST
+
+START_TEST(weight_given_explicitly)
+{
+	struct err e = {0};
+	struct registry *r = registry_load(write_reg(1, "    weight: 100\n"), &e);
+
+	/* The default's value, but given: weight_set tells them apart. */
+	ck_assert_msg(r != NULL, "%s", e.msg);
+	ck_assert_int_eq(registry_model(r, "m")->weight, 100);
+	ck_assert_int_eq(registry_model(r, "m")->weight_set, 1);
+	registry_unref(r);
+	r = registry_load(write_reg(1, "    weight: 0\n"), &e);
+	ck_assert_msg(r != NULL, "%s", e.msg);
+	ck_assert_int_eq(registry_model(r, "m")->weight, 0);
+	ck_assert_int_eq(registry_model(r, "m")->weight_set, 1);
+	registry_unref(r);
+}
+END_TEST
+
+/* Loads BASE + EXT + extra, which must be valid. Caller unrefs. */
+static struct registry *load_ext(const char *extra)
+{
+	char *yaml = xasprintf("%s%s", EXT, extra);
+	struct err e = {0};
+	struct registry *r = registry_load(write_reg(1, yaml), &e);
+
+	free(yaml);
+	ck_assert_msg(r != NULL, "%s", e.msg);
+	return r;
+}
+
+/* expect_error() for BASE + EXT + extra. */
+static void expect_ext_error(const char *extra, const char *where_what)
+{
+	char *yaml = xasprintf("%s%s", EXT, extra);
+
+	expect_error(yaml, where_what);
+	free(yaml);
+}
+
+START_TEST(external_url_is_normalised)
+{
+	struct registry *r = load_ext("    url: http://localhost\n");
+	const struct reg_model *m = registry_model(r, "e");
+
+	/* No port means 80, and the registry says so: the runtime uses what was checked. */
+	ck_assert_str_eq(m->url, "http://127.0.0.1:80");
+	ck_assert_uint_eq(m->nurls, 1);
+	ck_assert_str_eq(m->urls[0], "http://127.0.0.1:80");
+	ck_assert_int_eq(m->max_instances, 1);
+	registry_unref(r);
+	r = load_ext("    url: \"http://[::1]:8188/\"\n");
+	ck_assert_str_eq(registry_model(r, "e")->url, "http://[::1]:8188");
+	registry_unref(r);
+}
+END_TEST
+
+START_TEST(external_urls_list)
+{
+	struct registry *r = load_ext("    urls: [http://127.0.0.1:8188, \"http://[::1]:8189/\", "
+				      "http://localhost]\n"
+				      "    weight: 0\n");
+	const struct reg_model *m = registry_model(r, "e");
+
+	ck_assert_uint_eq(m->nurls, 3);
+	ck_assert_str_eq(m->urls[0], "http://127.0.0.1:8188");
+	ck_assert_str_eq(m->urls[1], "http://[::1]:8189");
+	ck_assert_str_eq(m->urls[2], "http://127.0.0.1:80");
+	ck_assert_str_eq(m->url, m->urls[0]);
+	/* One runner per URL. */
+	ck_assert_int_eq(m->max_instances, 3);
+	ck_assert_int_eq(m->min_instances, 0);
+	ck_assert_int_eq(m->weight, 0);
+	ck_assert_int_eq(m->weight_set, 1);
+	registry_unref(r);
+	/* Fewer runners than URLs, and some kept warm. */
+	r = load_ext("    urls:\n      - http://127.0.0.1:1\n      - http://127.0.0.1:2\n"
+		     "      - http://127.0.0.1:3\n"
+		     "    max_instances: 2\n    min_instances: 2\n");
+	m = registry_model(r, "e");
+	ck_assert_uint_eq(m->nurls, 3);
+	ck_assert_int_eq(m->max_instances, 2);
+	ck_assert_int_eq(m->min_instances, 2);
+	registry_unref(r);
+}
+END_TEST
+
+START_TEST(external_urls_at_the_limit)
+{
+	struct buf b;
+	struct registry *r;
+
+	buf_init(&b, 1 << 16);
+	buf_puts(&b, "    urls:\n");
+	for (int i = 0; i < REG_MAX_URLS; i++)
+		buf_printf(&b, "      - http://127.0.0.1:%d\n", 9000 + i);
+	r = load_ext(b.data);
+	ck_assert_uint_eq(registry_model(r, "e")->nurls, REG_MAX_URLS);
+	ck_assert_int_eq(registry_model(r, "e")->max_instances, REG_MAX_URLS);
+	ck_assert_str_eq(registry_model(r, "e")->urls[REG_MAX_URLS - 1], "http://127.0.0.1:9063");
+	registry_unref(r);
+	/* One more is refused. */
+	buf_printf(&b, "      - http://127.0.0.1:%d\n", 9000 + REG_MAX_URLS);
+	expect_ext_error(b.data, "21:7: models.e.urls: must be a list of 1 to 64 model server URLs, "
+				 "one runner each, e.g. [http://10.0.0.5:8188, http://10.0.0.6:8188]");
+	buf_cleanup(&b);
+}
+END_TEST
+
+START_TEST(error_external_url)
+{
+	/* What the runtime cannot reach is refused by the check. */
+	expect_ext_error("    url: https://127.0.0.1:8188\n",
+			 "20:10: models.e.url: https is not supported: model servers are reached over "
+			 "plain HTTP on a trusted network (no TLS to them); give http://HOST:PORT, "
+			 "e.g. http://127.0.0.1:8188");
+	expect_ext_error("    url: http://gpu-box:8188\n",
+			 "20:10: models.e.url: host \"gpu-box\" is a name, and fnrun connects to "
+			 "model servers by address");
+	expect_ext_error("    url: http://127.0.0.1:8188/prompt\n",
+			 "20:10: models.e.url: has a path (\"/prompt\"); fnrun adds /prompt, /ws and "
+			 "the other routes itself");
+	expect_ext_error("    url: http://127.0.0.1:0\n",
+			 "20:10: models.e.url: has port 0; give a port from 1 to 65535");
+	expect_ext_error("    url: 127.0.0.1:8188\n",
+			 "20:10: models.e.url: has no http:// scheme; must be an http:// URL with a "
+			 "host and an optional port, e.g. http://127.0.0.1:8188");
+	expect_ext_error("    url: \"\"\n", "20:10: models.e.url: is empty; must be an http:// URL");
+	expect_ext_error("    url: [http://127.0.0.1:1]\n",
+			 "20:10: models.e.url: must be a string: an http:// URL with a host and an "
+			 "optional port, e.g. http://127.0.0.1:8188");
+	/* url and urls are for external models only. */
+	expect_error("    url: http://127.0.0.1:1\n",
+		     "15:10: models.m.url: applies only to runtime external; this model's runtime "
+		     "is process");
+	expect_error("    urls: [http://127.0.0.1:1]\n",
+		     "15:11: models.m.urls: applies only to runtime external; this model's runtime "
+		     "is process");
+}
+END_TEST
+
+START_TEST(error_external_urls)
+{
+	expect_ext_error("", "16:5: models.e.url: is required for runtime external; give the model "
+			     "server's URL, e.g. url: http://127.0.0.1:8188, or several as urls: [...]");
+	expect_ext_error("    url: http://127.0.0.1:1\n    urls: [http://127.0.0.1:2]\n",
+			 "21:11: models.e.urls: give either url (one model server) or urls "
+			 "(several), not both");
+	expect_ext_error("    urls: []\n",
+			 "20:11: models.e.urls: must be a list of 1 to 64 model server URLs");
+	expect_ext_error("    urls: http://127.0.0.1:1\n",
+			 "20:11: models.e.urls: must be a list of 1 to 64 model server URLs");
+	expect_ext_error("    urls: [http://127.0.0.1:1, https://10.0.0.1]\n",
+			 "20:32: models.e.urls[1]: https is not supported");
+	/* Duplicates are found after normalising. */
+	expect_ext_error("    urls: [http://127.0.0.1:8188, http://localhost:8188/]\n",
+			 "20:35: models.e.urls[1]: http://127.0.0.1:8188 is already urls[0]; list "
+			 "each model server once");
+	expect_ext_error("    urls: [http://127.0.0.1, http://127.0.0.1:80]\n",
+			 "20:30: models.e.urls[1]: http://127.0.0.1:80 is already urls[0]");
+}
+END_TEST
+
+START_TEST(error_external_instances)
+{
+	expect_ext_error("    urls: [http://127.0.0.1:1, http://127.0.0.1:2]\n    max_instances: 3\n",
+			 "21:20: models.e.max_instances: is 3, but an external model runs one runner "
+			 "per URL; give at most 2 or add URLs");
+	expect_ext_error("    url: http://127.0.0.1:1\n    max_instances: 2\n",
+			 "21:20: models.e.max_instances: is 2, but an external model runs one runner "
+			 "per URL; give at most 1 or add URLs");
+	/* min_instances is held against the default of one per URL. */
+	expect_ext_error("    urls: [http://127.0.0.1:1, http://127.0.0.1:2]\n    min_instances: 3\n",
+			 "21:20: models.e.min_instances: must not exceed max_instances (2)");
+}
+END_TEST
+
+START_TEST(registry_references)
+{
+	struct registry *r = load_valid();
+
+	/* Two holders: the first unref leaves it alive for the second. */
+	ck_assert_ptr_eq(registry_ref(r), r);
+	registry_unref(r);
+	ck_assert_str_eq(registry_model(r, "create_image_low")->id, "create_image_low");
+	registry_unref(r); /* the last: freed (ASan reports a leak or a double free otherwise) */
+	/* registry_free() is the same as unref for an old-style holder. */
+	r = load_valid();
+	registry_ref(r);
+	registry_free(r);
+	ck_assert_ptr_nonnull(registry_model(r, "music_final")->workflow);
+	registry_unref(r);
+	r = load_valid();
+	registry_free(r);
+	ck_assert_ptr_null(registry_ref(NULL));
+	registry_unref(NULL);
+	registry_free(NULL);
 }
 END_TEST
 
@@ -242,7 +463,7 @@ START_TEST(error_unknown_key)
 
 	ck_assert_int_eq(n, 1);
 	ck_assert_ptr_nonnull(strstr(out, "reg.yaml:15:5: models.m.imagee: unknown key; allowed keys: "
-					  "function, quality, runtime, command, image, url, env, "
+					  "function, quality, runtime, command, image, url, urls, env, "
 					  "workflow, bind, resources, idle_timeout, start_timeout, "
 					  "step_timeout, min_instances, max_instances, fallback, "
 					  "weight, enabled\n"));
@@ -741,6 +962,14 @@ Suite *suite_registry(void)
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, valid_registry_loads);
 	tcase_add_test(tc, defaults_without_server_section);
+	tcase_add_test(tc, weight_given_explicitly);
+	tcase_add_test(tc, external_url_is_normalised);
+	tcase_add_test(tc, external_urls_list);
+	tcase_add_test(tc, external_urls_at_the_limit);
+	tcase_add_test(tc, error_external_url);
+	tcase_add_test(tc, error_external_urls);
+	tcase_add_test(tc, error_external_instances);
+	tcase_add_test(tc, registry_references);
 	tcase_add_test(tc, quality_ladder_and_routes);
 	tcase_add_test(tc, error_unknown_key);
 	tcase_add_test(tc, error_bad_type);
