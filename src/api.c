@@ -3,8 +3,8 @@
  *
  * Each handler answers its request exactly once. Every error goes through
  * http_reply_error()/http_reply_err() (errors.c); a bad request queues
- * nothing. Views of jobs come from events_job_view(), the same object the
- * event streams carry, so the API never shows a model, runner or
+ * nothing. Views of jobs come from the scheduler (view.c builds them), the
+ * same object the event streams carry, so the API never shows a model, runner or
  * technical cause.
  */
 #include <limits.h>
@@ -21,6 +21,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "outputs.h"
 #include "registry.h"
 #include "scheduler.h"
 #include "static.h"
@@ -267,26 +268,6 @@ void api_generate_cleanup(struct api_generate *g)
 
 /* ---- POST /api/generate ---- */
 
-static struct json_object *int_or_null(int64_t v)
-{
-	return v >= 0 ? json_int(v) : NULL;
-}
-
-/* {job_id, status, queue_position, eta_seconds} of a just-submitted job. */
-static struct json_object *submit_view(const struct job *j)
-{
-	const struct sjob *sj = sched_find(j->id);
-	struct json_object *o = json_object_new_object();
-	int64_t pos = sj ? sched_position(sj) : -1;
-	int64_t eta = sj ? sched_eta(sj) : (job_status_terminal(j->status) ? 0 : -1);
-
-	json_put(o, "job_id", json_str(j->id));
-	json_put(o, "status", json_str(job_status_name(sj ? sj->job->status : j->status)));
-	json_put(o, "queue_position", int_or_null(pos));
-	json_put(o, "eta_seconds", int_or_null(eta));
-	return o;
-}
-
 /* 0 when the registry and store are there; else answers 503 and -1. */
 static int api_ready_or_reply(struct http_req *req)
 {
@@ -299,15 +280,26 @@ static int api_ready_or_reply(struct http_req *req)
 	return -1;
 }
 
+/* The submit's answer, once its job is committed (sched_submit_fn). */
+static void on_submitted(void *ud, int status, const struct json_object *view,
+			 const struct err *err)
+{
+	struct http_req *req = ud;
+
+	if (view == NULL) {
+		http_reply_err(req, err);
+		return;
+	}
+	http_reply_json(req, status, view);
+}
+
 static void api_generate(struct http_req *req)
 {
 	struct api_generate g;
+	struct sched_request rq;
 	struct err err = {0};
-	const struct job *j = NULL;
-	struct json_object *o;
 	const char *body;
 	size_t len;
-	int existed = 0;
 
 	if (api_ready_or_reply(req) < 0)
 		return;
@@ -316,16 +308,11 @@ static void api_generate(struct http_req *req)
 		http_reply_err(req, &err);
 		return;
 	}
+	rq = (struct sched_request){g.fn, g.quality, g.params, g.priority, g.idem};
 	/* params stay ours: the scheduler keeps its own reference. */
-	if (sched_submit(g.fn, g.quality, g.params, g.priority, g.idem, &j, &existed, &err) < 0) {
-		api_generate_cleanup(&g);
+	if (sched_submit(&rq, on_submitted, req, &err) < 0)
 		http_reply_err(req, &err);
-		return;
-	}
 	api_generate_cleanup(&g);
-	o = submit_view(j);
-	http_reply_json(req, existed ? 200 : 202, o);
-	json_object_put(o);
 }
 
 /* ---- /api/jobs/{id}[/...] ---- */
@@ -356,7 +343,7 @@ static void reply_not_found(struct http_req *req)
 static void reply_view(struct http_req *req, int status, const char *id)
 {
 	struct err err = {0};
-	struct json_object *view = events_view_find(id, &err);
+	struct json_object *view = sched_view(id, &err);
 
 	if (view == NULL) {
 		http_reply_err(req, &err);
@@ -451,13 +438,6 @@ static int list_query(struct http_req *req, int *status, long *limit, const char
 	return 0;
 }
 
-static struct json_object *list_view(const struct job *j)
-{
-	const struct sjob *sj = sched_find(j->id);
-
-	return sj ? events_job_view(sj->job, sj) : events_job_view(j, NULL);
-}
-
 static void api_jobs_list(struct http_req *req)
 {
 	struct err err = {0};
@@ -478,7 +458,7 @@ static void api_jobs_list(struct http_req *req)
 	o = json_object_new_object();
 	arr = json_object_new_array();
 	for (size_t i = 0; i < n && i < (size_t)limit; i++)
-		json_object_array_add(arr, list_view(v[i]));
+		json_object_array_add(arr, sched_view_stored(v[i]));
 	json_put(o, "jobs", arr);
 	json_put(o, "next", n > (size_t)limit ? json_str(v[limit - 1]->id) : NULL);
 	store_jobs_free(v, n);
@@ -521,56 +501,6 @@ static void api_functions(struct http_req *req)
 
 /* ---- GET /api/outputs/<job_id>/<file> ---- */
 
-static int rel_path_ok(const char *rel)
-{
-	const char *p = rel;
-
-	if (rel[0] == '\0' || rel[0] == '/')
-		return 0;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return 0;
-		p += n;
-		if (*p == '/')
-			p++;
-		if (*p == '\0' && p[-1] == '/')
-			return 0; /* a trailing slash names a directory */
-	}
-	return 1;
-}
-
-int api_output_path(const char *root, const char *rel, char *out, size_t size,
-		    struct err *err)
-{
-	char full[PATH_MAX], rroot[PATH_MAX], rfull[PATH_MAX];
-	struct stat st;
-	size_t rn;
-
-	if (!rel_path_ok(rel)) {
-		err_set(err, ERR_INVALID, "path: must be JOB_ID/FILE, without '..' or '/' at the start");
-		return -1;
-	}
-	if (snprintf(full, sizeof full, "%s/%s", root, rel) >= (int)sizeof full) {
-		err_set(err, ERR_INVALID, "path: too long");
-		return -1;
-	}
-	if (realpath(root, rroot) == NULL || realpath(full, rfull) == NULL ||
-	    stat(rfull, &st) < 0 || !S_ISREG(st.st_mode)) {
-		err_set(err, ERR_NOT_FOUND, "no such output");
-		return -1;
-	}
-	rn = strlen(rroot);
-	/* A symlink may point anywhere: the resolved path must stay inside. */
-	if (strncmp(rfull, rroot, rn) != 0 || rfull[rn] != '/' || strlen(rfull) >= size) {
-		err_set(err, ERR_NOT_FOUND, "no such output");
-		return -1;
-	}
-	memcpy(out, rfull, strlen(rfull) + 1);
-	return 0;
-}
-
 const char *api_content_type(const char *name)
 {
 	return http_content_type(name);
@@ -582,7 +512,7 @@ static void api_outputs(struct http_req *req)
 	struct err err = {0};
 
 	snprintf(root, sizeof root, "%s", server_path("outputs"));
-	if (api_output_path(root, http_req_param(req), path, sizeof path, &err) < 0) {
+	if (outputs_resolve(root, http_req_param(req), path, sizeof path, &err) < 0) {
 		http_reply_err(req, &err);
 		return;
 	}
@@ -617,15 +547,11 @@ static void api_health(struct http_req *req)
 /* Why the gateway cannot take jobs now, or NULL when it can. */
 static const char *not_ready_reason(void)
 {
-	if (server.stopping)
-		return "shutting down";
 	if (server.store == NULL)
 		return "the job store is not open";
 	if (server.reg == NULL)
 		return "no registry is loaded";
-	if (server.cfg.max_queue > 0 && sched_queued() >= (size_t)server.cfg.max_queue)
-		return "the job queue is full";
-	return NULL;
+	return sched_not_ready();
 }
 
 static void api_ready(struct http_req *req)

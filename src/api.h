@@ -53,14 +53,6 @@ int api_generate_parse(const struct registry *reg, const char *body, size_t len,
 /* Frees what g owns; g may be reused. */
 void api_generate_cleanup(struct api_generate *g);
 
-/*
- * Resolves rel ("<job_id>/<file>") under the directory root into out (an
- * absolute path with no symlink left). Fails with ERR_INVALID for an empty,
- * absolute or dotted ("..", ".", "//") path, and ERR_NOT_FOUND when it does
- * not exist, is not a regular file or resolves outside root.
- */
-int api_output_path(const char *root, const char *rel, char *out, size_t size,
-		    struct err *err);
 /* The Content-Type for a file name, by extension; a static string. */
 const char *api_content_type(const char *name);
 

@@ -40,6 +40,7 @@ static const struct {
 	[ERR_TIMEOUT] = {504, "TIMEOUT"},
 	[ERR_IO] = {500, "INTERNAL"},
 	[ERR_INTERNAL] = {500, "INTERNAL"},
+	[ERR_STORE] = {503, "SERVICE_UNAVAILABLE"},
 };
 
 int err_http_status(int code)

@@ -20,6 +20,7 @@ enum err_code {
 	ERR_TIMEOUT,     /* a deadline passed: 504 */
 	ERR_IO,          /* file system or socket: 500 */
 	ERR_INTERNAL,    /* a bug or an impossible state: 500 */
+	ERR_STORE,       /* the job store cannot be written now: 503, retry later */
 };
 
 struct err {

@@ -35,6 +35,8 @@ static const struct user_error catalog[] = {
 	{"ALREADY_FINISHED", "This job has already finished, so it can't be cancelled.",
 	 "Start a new job if you want to run it again.", "NONE", 409},
 	{"FORBIDDEN", "That isn't allowed.", "Check the link.", "NONE", 403},
+	{"SERVICE_UNAVAILABLE", "We can't take new requests right now.",
+	 "Try again in a minute; nothing you sent was kept.", "RETRY", 503},
 };
 
 /* struct err codes to catalog codes; codes missing here are INTERNAL. */
@@ -52,6 +54,7 @@ static const struct {
 	{ERR_FULL, "QUEUE_FULL", 503, 0},
 	{ERR_UNAVAILABLE, "MODEL_UNAVAILABLE", 503, 0},
 	{ERR_TIMEOUT, "TIMEOUT", 504, 0},
+	{ERR_STORE, "SERVICE_UNAVAILABLE", 503, 0},
 };
 
 const struct user_error *errors_find(const char *code)

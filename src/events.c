@@ -8,6 +8,10 @@
  * and unsubscribe messages; it stays open). Both get the same events; only
  * the framing differs (msg_text()).
  *
+ * Events fans out the views it is handed (events_publish) and asks the
+ * lookup it was handed (events_set_lookup) for a job's first view; it
+ * knows nothing of the scheduler or the store.
+ *
  * Invariants:
  *  1. A struct ev_job exists only for a job that a watcher watches or
  *     watched less than EV_LINGER_MS ago; publishing to any other job is
@@ -32,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "errors.h"
 #include "events.h"
@@ -41,10 +44,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
-#include "registry.h"
-#include "scheduler.h"
 #include "server.h"
-#include "store.h"
 #include "util.h"
 #include "ws.h"
 
@@ -75,186 +75,9 @@ static struct {
 	uint64_t seq;            /* last event id given out */
 	uv_timer_t ping;         /* heartbeat and sweep */
 	int ping_init, ping_on, shut;
+	events_lookup_fn lookup; /* a job's view, for the snapshot a watcher starts with */
+	void *lookup_ud;
 } ev;
-
-/* ---- the job view ---- */
-
-void events_iso8601(int64_t ms, char out[32])
-{
-	time_t s;
-	struct tm tm;
-	size_t n;
-
-	if (ms < 0)
-		ms = 0;
-	s = (time_t)(ms / 1000);
-	gmtime_r(&s, &tm);
-	n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03uZ", (unsigned)(ms % 1000));
-}
-
-static void put_time(struct json_object *o, const char *key, int64_t ms)
-{
-	char t[32];
-
-	events_iso8601(ms, t);
-	json_put(o, key, json_str(t));
-}
-
-/* "/api/outputs/" + path with each byte outside [A-Za-z0-9-._~/] escaped. */
-static struct json_object *output_url(const char *path)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	struct buf b;
-	struct json_object *s;
-
-	buf_init(&b, 16 * 1024);
-	buf_puts(&b, "/api/outputs/");
-	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || strchr("-._~/", *p))
-			buf_putc(&b, (char)*p);
-		else
-			buf_printf(&b, "%%%c%c", hex[*p >> 4], hex[*p & 15]);
-	}
-	s = json_str(b.data);
-	buf_cleanup(&b);
-	return s;
-}
-
-/* One stored output {path, kind, filename, thumbnail?} as the public shape. */
-static struct json_object *view_output(const struct json_object *in)
-{
-	const char *path = json_get_str(in, "path");
-	const char *kind = json_get_str(in, "kind");
-	const char *name = json_get_str(in, "filename");
-	const char *thumb = json_get_str(in, "thumbnail");
-	struct json_object *o;
-
-	if (path == NULL)
-		return NULL;
-	if (name == NULL)
-		name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	o = json_object_new_object();
-	json_put(o, "url", output_url(path));
-	json_put(o, "kind", json_str(kind ? kind : "image"));
-	json_put(o, "filename", json_str(name));
-	if (thumb != NULL)
-		json_put(o, "thumbnail_url", output_url(thumb));
-	return o;
-}
-
-static struct json_object *view_outputs(const char *outputs_json)
-{
-	struct json_object *arr = json_object_new_array();
-	struct json_object *in = json_tokener_parse(outputs_json ? outputs_json : "[]");
-
-	if (!json_object_is_type(in, json_type_array)) {
-		json_object_put(in);
-		return arr;
-	}
-	for (size_t i = 0; i < json_object_array_length(in); i++) {
-		struct json_object *o = view_output(json_object_array_get_idx(in, i));
-
-		if (o != NULL)
-			json_object_array_add(arr, o);
-	}
-	json_object_put(in);
-	return arr;
-}
-
-static const char *nonempty(const char *s, const char *def)
-{
-	return s != NULL && s[0] != '\0' ? s : def;
-}
-
-/* What the server already tried, in plain words: "We tried 3 times, on 2 different servers." */
-static const char *tried_sentence(const struct job *j)
-{
-	static char text[128];
-	struct json_object *tried = NULL;
-	struct err e = {0};
-	int attempts = j->attempt + 1, servers = 1;
-
-	if (j->tried_json && json_parse(j->tried_json, strlen(j->tried_json), 4, &tried, &e) == 0 &&
-	    json_object_is_type(tried, json_type_array))
-		servers += (int)json_object_array_length(tried);
-	json_object_put(tried);
-	if (attempts < servers)
-		attempts = servers;
-	if (attempts == 1)
-		snprintf(text, sizeof text, "We tried once.");
-	else if (servers > 1)
-		snprintf(text, sizeof text, "We tried %d times, on %d different servers.", attempts, servers);
-	else
-		snprintf(text, sizeof text, "We tried %d times.", attempts);
-	return text;
-}
-
-/* {code, message, suggestion, action, tried}: the job's texts, the catalog's if unset. */
-static struct json_object *view_error(const struct job *j)
-{
-	const struct user_error *ue = errors_find(j->error_code);
-	struct json_object *o = json_object_new_object();
-
-	if (ue == NULL)
-		ue = errors_find("INTERNAL");
-	json_put(o, "code", json_str(j->error_code));
-	json_put(o, "message", json_str(nonempty(j->error_message, ue->message)));
-	json_put(o, "suggestion", json_str(nonempty(j->error_suggestion, ue->suggestion)));
-	json_put(o, "action", json_str(nonempty(j->error_action, ue->action)));
-	json_put(o, "tried", json_str(tried_sentence(j)));
-	return o;
-}
-
-static const char *quality_label(const struct job *j, const struct sjob *sj)
-{
-	const struct reg_function *f = sj ? sj->fn : NULL;
-	int q;
-
-	if (f == NULL && server.reg != NULL)
-		f = registry_function(server.reg, j->function);
-	q = f ? registry_quality_index(f, j->quality) : -1;
-	return q >= 0 ? f->qualities[q].label : j->quality;
-}
-
-static struct json_object *int_or_null(int64_t v)
-{
-	return v >= 0 ? json_int(v) : NULL;
-}
-
-struct json_object *events_job_view(const struct job *j, const struct sjob *sj)
-{
-	struct json_object *o = json_object_new_object();
-	int terminal = job_status_terminal(j->status);
-	int64_t pos = -1, eta = terminal ? 0 : -1;
-
-	if (sj != NULL && j->status == JOB_QUEUED)
-		pos = sched_position(sj);
-	if (sj != NULL && !terminal)
-		eta = sched_eta(sj);
-	json_put(o, "job_id", json_str(j->id));
-	json_put(o, "function", json_str(j->function));
-	json_put(o, "quality", json_str(j->quality));
-	json_put(o, "quality_label", json_str(quality_label(j, sj)));
-	json_put(o, "status", json_str(job_status_name(j->status)));
-	json_put(o, "progress", json_int(j->progress));
-	json_put(o, "message", json_str(j->message ? j->message : ""));
-	json_put(o, "queue_position", int_or_null(pos));
-	json_put(o, "eta_seconds", int_or_null(eta));
-	json_put(o, "outputs", view_outputs(j->outputs_json));
-	if (sj != NULL && sj->notice != NULL)
-		json_put(o, "notice", json_str(sj->notice));
-	if ((j->status == JOB_FAILED || j->status == JOB_CANCELLED) &&
-	    nonempty(j->error_code, NULL) != NULL)
-		json_put(o, "error", view_error(j));
-	put_time(o, "created_at", j->created_at);
-	if (j->started_at > 0)
-		put_time(o, "started_at", j->started_at);
-	if (j->finished_at > 0)
-		put_time(o, "finished_at", j->finished_at);
-	return o;
-}
 
 int events_format(struct buf *b, uint64_t seq, const char *type,
 		  const struct json_object *view)
@@ -269,7 +92,8 @@ int events_format(struct buf *b, uint64_t seq, const char *type,
 /* 1 when a view's status is completed, failed or cancelled. */
 int events__view_terminal(const struct json_object *view)
 {
-	int st = job_status_parse(nonempty(json_get_str(view, "status"), "?"));
+	const char *status = json_get_str(view, "status");
+	int st = job_status_parse(status ? status : "?");
 
 	return st >= 0 && job_status_terminal(st);
 }
@@ -691,23 +515,20 @@ void events__ping_update(void)
 
 /* ---- beginning to follow jobs ---- */
 
-struct json_object *events_view_find(const char *id, struct err *err)
+/* The view of job id, from the lookup the server handed us. */
+struct json_object *events__view_find(const char *id, struct err *err)
 {
-	const struct sjob *sj = sched_find(id);
-	struct job *j = NULL;
-	struct json_object *view;
-
-	if (sj != NULL)
-		return events_job_view(sj->job, sj);
-	if (server.store == NULL) {
+	if (ev.lookup == NULL) {
 		err_set(err, ERR_NOT_FOUND, "no job with id %s", id);
 		return NULL;
 	}
-	if (store_job_get(server.store, id, &j, err) < 0)
-		return NULL;
-	view = events_job_view(j, NULL);
-	job_free(j);
-	return view;
+	return ev.lookup(id, err, ev.lookup_ud);
+}
+
+void events_set_lookup(events_lookup_fn fn, void *ud)
+{
+	ev.lookup = fn;
+	ev.lookup_ud = ud;
 }
 
 /* An event id (Last-Event-ID, ?after=) as a number; 0 when absent or not a plain decimal. */
@@ -853,7 +674,7 @@ static int views_find(const char *const *ids, size_t n, struct json_object **vie
 			dup = strcmp(ids[k], ids[i]) == 0;
 		if (dup)
 			continue;
-		views[*nv] = events_view_find(ids[i], err);
+		views[*nv] = events__view_find(ids[i], err);
 		if (views[*nv] == NULL)
 			return -1;
 		(*nv)++;
@@ -944,6 +765,11 @@ void events_publish(const char *job_id, const char *type, struct json_object *vi
 			sub_finish(s);
 	}
 	msg_cleanup(&m);
+}
+
+int events_wanted(const char *job_id)
+{
+	return events__job_lookup(job_id) != NULL;
 }
 
 int events_watched(const char *job_id)

@@ -69,7 +69,6 @@
 struct http_req;
 struct json_object;
 struct job;
-struct sjob;
 
 #define EVENTS_RING 32                /* events kept per watched job for replay */
 #define EVENTS_MAX_QUEUED (64 * 1024) /* bytes unsent before a stream is dropped */
@@ -80,8 +79,8 @@ struct sjob;
 
 /*
  * Opens an SSE stream on req watching job_ids (1..EVENTS_MAX_JOBS ids,
- * borrowed for the call). Each job is looked up live (sched_find) or in the
- * store. Always answers req: returns 0 when the stream is open, or -1 after
+ * borrowed for the call). Each job's view comes from the lookup
+ * (events_set_lookup). Always answers req: returns 0 when the stream is open, or -1 after
  * replying with an error (unknown job: 404 naming it; too many watchers:
  * 503; bad id list: 400).
  */
@@ -89,7 +88,7 @@ int events_open(struct http_req *req, const char *const *job_ids, size_t n);
 
 /*
  * Sends an event to every watcher of job_id and keeps it for replay. type
- * is "state" or "progress"; view (borrowed) is events_job_view()'s object.
+ * is "state" or "progress"; view (borrowed) is view_job()'s object.
  * A view whose status is terminal ends the streams that have nothing else
  * left to watch. Does nothing when nobody watches the job.
  */
@@ -109,6 +108,13 @@ void events_ws(struct http_req *req);
  */
 int events_watched(const char *job_id);
 
+/*
+ * 1 when an event for job_id would be kept or sent: someone watches it, or
+ * watched it lately and may come back for a replay. Publishing for a job
+ * that is not wanted does nothing, so the caller may skip building its view.
+ */
+int events_wanted(const char *job_id);
+
 /* SSE streams and WebSockets open now. */
 size_t events_watchers(void);
 
@@ -121,24 +127,13 @@ size_t events_watchers(void);
 void events_shutdown(void);
 
 /*
- * The view of job id: live (sched_find) or from the store. Returns NULL
- * with err set (ERR_NOT_FOUND for an unknown id, ERR_IO when the store
- * fails). Caller owns the result (json_object_put).
+ * Where a job's view comes from when a watcher starts following it: the
+ * view of job id (caller owns it, json_object_put), or NULL with err set
+ * (ERR_NOT_FOUND for an unknown id). The server hands the scheduler's
+ * lookup here at start; events never calls the scheduler itself.
  */
-struct json_object *events_view_find(const char *id, struct err *err);
-
-/*
- * The public view of a job, as GET /api/jobs/{id} and every event show it:
- * {job_id, function, quality, quality_label, status, progress, message,
- * queue_position (null unless queued), eta_seconds (null when unknown),
- * outputs: [{url, kind, filename, thumbnail_url?}], error?: {code, message,
- * suggestion, action}, created_at, started_at?, finished_at?} with ISO 8601
- * UTC timestamps. Never names a model, runner or technical cause. sj (may
- * be NULL) is the live job, which gives the queue position, the estimate
- * and the function's quality labels; j is sj->job then. Caller owns the
- * result (json_object_put).
- */
-struct json_object *events_job_view(const struct job *j, const struct sjob *sj);
+typedef struct json_object *(*events_lookup_fn)(const char *id, struct err *err, void *ud);
+void events_set_lookup(events_lookup_fn fn, void *ud);
 
 /*
  * Appends one event in the wire format above to b. Returns 0, or -1 when b
@@ -146,8 +141,5 @@ struct json_object *events_job_view(const struct job *j, const struct sjob *sj);
  */
 int events_format(struct buf *b, uint64_t seq, const char *type,
 		  const struct json_object *view);
-
-/* "2024-05-01T12:34:56.789Z" for ms since the epoch, into out. */
-void events_iso8601(int64_t ms, char out[32]);
 
 #endif

@@ -84,5 +84,7 @@ void events__watcher_begin(struct watcher *w, struct json_object **views, size_t
 			   uint64_t last);
 int events__watchers_full(struct http_req *req);
 void events__views_free(struct json_object **views, size_t nv);
+/* The view of a job through the lookup (events_set_lookup); caller owns it. */
+struct json_object *events__view_find(const char *id, struct err *err);
 
 #endif

@@ -59,7 +59,7 @@ static int id_repeats(struct json_object *ids, size_t i)
 static struct json_object *ws_view(struct watcher *w, const char *id, size_t *added)
 {
 	struct err err = {0};
-	struct json_object *v = events_view_find(id, &err);
+	struct json_object *v = events__view_find(id, &err);
 
 	if (v == NULL) {
 		ws_send_error(w, err.code == ERR_NOT_FOUND ? "NOT_FOUND" : "INTERNAL", NULL, NULL,

@@ -1,49 +1,96 @@
 /*
- * runner.c - model server instances: the process runtime (spawn with a free
- * port in its own process group, log captured to a file, SIGTERM then
- * SIGKILL), the external runtime (a URL, never started or stopped), the
- * health probe, and the ComfyUI client for the job a runner holds: POST
- * /prompt with the runner's client id, follow /ws, read /history when the
- * final `executing {node: null}` arrives, copy outputs through /view.
+ * runner.c - one instance of a model (runner.h): its model server through
+ * the runtime interface, the start probe and the periodic health probe,
+ * the /ws session, the hang watchdog, and the ComfyUI calls of its job.
  *
- * Handles: proc (process runtime), timer, watchdog, and the WebSocket. A
- * runner is freed when all are closed (pending counts them).
+ * Invariants:
+ * 1. r->gen changes whenever a job is handed over or ends; every comfy
+ *    call and every frame is checked against it (current()), so nothing
+ *    from an earlier job reaches the owner.
+ * 2. A job ends exactly once (end_job): the owner gets one of on_done and
+ *    on_job_error, and the job's fields are cleared before it does.
+ * 3. The runner is freed when the runtime instance has exited, the /ws
+ *    session has closed and the three timers have closed (maybe_free);
+ *    on_gone has run by then.
  */
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "httpc.h"
-#include "job.h"
+#include "comfy.h"
 #include "json.h"
 #include "log.h"
 #include "registry.h"
 #include "runner.h"
-#include "runtime_docker.h"
-#include "scheduler.h"
+#include "runtime.h"
 #include "server.h"
-#include "store.h"
 #include "util.h"
-#include "wsc.h"
 
 #define PROBE_INTERVAL_MS 25
 #define PROBE_TIMEOUT_MS 2000
-
-extern char **environ;
+#define HEALTH_INTERVAL_MS 5000
+#define HEALTH_FAILURES_MAX 3
+#define WS_LOST_MS 5000 /* a closed /ws without an exit fails the runner after this (not scaled: engines report exits at their pace) */
 
 static unsigned runner_seq;
 
+/*
+ * What the /ws session said of the job's prompt, from its execution_start:
+ * when it saw the whole run, the result is known without GET /history.
+ */
+struct runner_seen {
+	int started;                 /* execution_start arrived */
+	int success;                 /* execution_success arrived */
+	int interrupted;             /* execution_interrupted arrived */
+	int incomplete;              /* an executed frame without its output (cached) */
+	char *exc_type, *exc_msg;    /* execution_error, when one stopped the run */
+	struct json_object *items;   /* the output files executed frames named */
+};
+
+static void seen_free(struct runner_seen *v)
+{
+	if (v == NULL)
+		return;
+	free(v->exc_type);
+	free(v->exc_msg);
+	json_object_put(v->items);
+	free(v);
+}
+
+/* Notes a frame of the job's prompt. */
+static void seen_note(struct runner_seen *v, const struct comfy_event *ev)
+{
+	switch (ev->type) {
+	case COMFY_EV_STARTED:
+		v->started = 1;
+		break;
+	case COMFY_EV_EXECUTED:
+		if (ev->output == NULL)
+			v->incomplete = 1;
+		comfy_outputs_add(v->items, ev->output);
+		break;
+	case COMFY_EV_SUCCESS:
+		v->success = 1;
+		break;
+	case COMFY_EV_INTERRUPTED:
+		v->interrupted = 1;
+		break;
+	case COMFY_EV_ERROR:
+		/* A blocked node reports itself this way and the run goes on. */
+		if (ev->exc_type && strcmp(ev->exc_type, "ExecutionBlocked") == 0)
+			break;
+		free(v->exc_type);
+		free(v->exc_msg);
+		v->exc_type = ev->exc_type ? xstrdup(ev->exc_type) : NULL;
+		v->exc_msg = xstrdup(ev->exc_msg ? ev->exc_msg : "unknown error");
+		break;
+	default:
+		break;
+	}
+}
 
 static void runner_fail(struct runner *r, const char *why);
-static void start_health(struct runner *r);
 
 const char *runner_state_name(int state)
 {
@@ -53,38 +100,53 @@ const char *runner_state_name(int state)
 	return state >= 0 && state <= RUNNER_DRAINING ? names[state] : "?";
 }
 
-void runner_set_state(struct runner *r, int to)
+static void set_state(struct runner *r, int to)
 {
+	int per_job = (r->state == RUNNER_READY && to == RUNNER_BUSY) ||
+		      (r->state == RUNNER_BUSY && to == RUNNER_READY);
+
 	if (r->state == to)
 		return;
-	log_info("runner state runner=%s model=%s from=%s to=%s", r->id, r->model_id,
-		 runner_state_name(r->state), runner_state_name(to));
+	/* Taking and ending jobs is in the job's own lines; the rest is lifecycle. */
+	if (per_job)
+		log_debug("runner state runner=%s model=%s from=%s to=%s", r->id, r->model->id,
+			  runner_state_name(r->state), runner_state_name(to));
+	else
+		log_info("runner state runner=%s model=%s from=%s to=%s", r->id, r->model->id,
+			 runner_state_name(r->state), runner_state_name(to));
 	r->state = to;
 }
 
-static int free_port(void)
+int runner_idle(const struct runner *r)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t sl = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	return r->state == RUNNER_READY && r->ticket == 0;
+}
 
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
+static uint64_t scaled(const struct runner *r, int64_t ms)
+{
+	double v = (double)ms * r->env.time_scale;
+
+	return v < 1 ? 1 : (uint64_t)v;
 }
 
 /* ---- teardown ---- */
 
+static void env_free(struct runner_env *e)
+{
+	free((char *)e->logs_dir);
+	free((char *)e->runs_dir);
+	free((char *)e->out_root);
+	free((char *)e->bindir);
+	free((char *)e->configdir);
+}
+
 static void maybe_free(struct runner *r)
 {
-	if (r->proc_open || r->timers_open || r->ws || r->ctr)
+	if (r->inst || r->ws || r->timers_open)
 		return;
-	free(r->model_id);
-	free(r->fail_reason);
+	env_free(&r->env);
+	free(r->prompt_id);
+	seen_free(r->seen);
 	free(r);
 }
 
@@ -96,267 +158,279 @@ static void on_timer_closed(uv_handle_t *h)
 	maybe_free(r);
 }
 
-/* Reports the runner gone and releases its handles; frees it when all closed. */
-static void runner_destroy(struct runner *r, const char *why)
+/* ---- the job ---- */
+
+/* 1 when tag belongs to the job the runner holds now. */
+static int current(const struct runner *r, uint64_t tag, const char *what)
 {
-	sched_on_runner_gone(r, why, r->ready_ms == 0);
-	if (r->call) {
-		httpc_cancel(r->call);
-		r->call = NULL;
-	}
-	runner_fetch_cancel(r->fetch);
-	r->fetch = NULL;
-	if (!r->external && r->pid == 0) {
-		struct err e = {0};
-		store_runner_delete(server.store, r->id, &e);
-	}
-	uv_close((uv_handle_t *)&r->timer, on_timer_closed);
-	uv_close((uv_handle_t *)&r->watchdog, on_timer_closed);
-	uv_close((uv_handle_t *)&r->health, on_timer_closed);
-	if (r->ws)
-		wsc_close(r->ws);
-	maybe_free(r);
-}
-
-/* ---- process runtime ---- */
-
-static void on_proc_closed(uv_handle_t *h)
-{
-	struct runner *r = h->data;
-
-	r->proc_open = 0;
-	maybe_free(r);
-}
-
-/* The model server is gone (its process or its container exited). */
-static void server_gone(struct runner *r, const char *why)
-{
-	int state = r->state;
-
-	if (state == RUNNER_FAILED) {
-		maybe_free(r);
-		return; /* runner_fail already reported it */
-	}
-	if (state == RUNNER_STOPPING) {
-		runner_destroy(r, "stopped");
-		return;
-	}
-	if (state == RUNNER_BUSY || state == RUNNER_DRAINING)
-		server.runners_crashed++;
-	runner_set_state(r, RUNNER_FAILED);
-	runner_destroy(r, why);
-}
-
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
-{
-	struct runner *r = p->data;
-	char why[160];
-	struct err e = {0};
-
-	log_info("runner exited runner=%s model=%s pid=%d status=%lld signal=%d state=%s",
-		 r->id, r->model_id, r->pid, (long long)status, sig, runner_state_name(r->state));
-	r->pid = 0;
-	store_runner_delete(server.store, r->id, &e);
-	uv_close((uv_handle_t *)p, on_proc_closed);
-	snprintf(why, sizeof why, "model server exited (status %lld, signal %d)",
-		 (long long)status, sig);
-	server_gone(r, why);
-}
-
-/* Replaces {port}, {bindir} and {configdir} in one argument. Caller frees. */
-static char *subst(const char *arg, int port)
-{
-	char confdir[4096];
-	const char *slash;
-
-	snprintf(confdir, sizeof confdir, "%s", server.cfg.config_path ? server.cfg.config_path : ".");
-	slash = strrchr(confdir, '/');
-	if (slash)
-		confdir[slash - confdir] = '\0';
-	else
-		snprintf(confdir, sizeof confdir, ".");
-	return registry_expand(arg, port, server.cfg.bindir, confdir);
+	if (r->ticket != 0 && tag == r->gen)
+		return 1;
+	log_debug("stale answer dropped runner=%s what=%s", r->id, what);
+	return 0;
 }
 
 /*
- * The environment of the child: ours, CUDA_VISIBLE_DEVICES pinning it to
- * its GPU, then the model's env entries (which may override it).
+ * The job is over: clear it (a new generation), go back to READY (or stop
+ * when draining), then report. outputs are passed on with RUNNER_ERR_*
+ * -1 meaning done.
  */
-static char **child_env(const struct reg_model *m, const char *cuda)
+static void end_job(struct runner *r, int kind, struct json_object *outputs, const char *exc_type,
+		    const char *detail)
 {
-	size_t n = 0, k = 0;
-	char **env;
+	uint64_t ticket = r->ticket;
 
-	while (environ[n])
-		n++;
-	env = xcalloc(n + m->nenv + 2, sizeof *env);
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "CUDA_VISIBLE_DEVICES=", 21) != 0)
-			env[k++] = environ[i];
-	env[k++] = (char *)cuda;
-	for (size_t i = 0; i < m->nenv; i++)
-		env[k++] = m->env[i];
-	return env;
+	r->ticket = 0;
+	r->gen++;
+	r->job_id[0] = '\0';
+	free(r->prompt_id);
+	r->prompt_id = NULL;
+	r->reported_running = r->fetching = 0;
+	seen_free(r->seen);
+	r->seen = NULL;
+	comfy_cancel(r->submit);
+	r->submit = NULL;
+	comfy_fetch_cancel(r->fetch);
+	r->fetch = NULL;
+	uv_timer_stop(&r->watchdog);
+	r->last_used_ms = util_now_ms();
+	if (r->state == RUNNER_BUSY)
+		set_state(r, RUNNER_READY);
+	else if (r->state == RUNNER_DRAINING)
+		runner_stop(r, "drained");
+	if (kind < 0)
+		r->cb.on_done(r, ticket, outputs, r->ud);
+	else
+		r->cb.on_job_error(r, ticket, kind, exc_type, detail, r->ud);
 }
 
-static int spawn(struct runner *r)
+static void report_running(struct runner *r)
 {
-	const struct reg_model *m = r->model;
-	uv_process_options_t o = {0};
-	uv_stdio_container_t stdio[3];
-	char **argv = xcalloc(m->ncommand + 1, sizeof *argv);
-	char logpath[4096], cwd[4096], cuda[48];
-	char **env;
-	int fd, rc;
-
-	snprintf(cuda, sizeof cuda, "CUDA_VISIBLE_DEVICES=%d", r->gpu);
-	env = child_env(m, cuda);
-	for (size_t i = 0; i < m->ncommand; i++)
-		argv[i] = subst(m->command[i], r->port);
-	snprintf(logpath, sizeof logpath, "%s/%s.log", server_path("logs"), r->id);
-	snprintf(cwd, sizeof cwd, "%s/%s", server_path("runs"), r->id);
-	util_mkdirs(cwd);
-	fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	stdio[0].flags = UV_IGNORE;
-	stdio[1].flags = fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
-	stdio[1].data.fd = fd;
-	stdio[2] = stdio[1];
-	o.file = argv[0];
-	o.args = argv;
-	o.env = env;
-	o.cwd = cwd;
-	o.flags = UV_PROCESS_DETACHED;
-	o.stdio_count = 3;
-	o.stdio = stdio;
-	o.exit_cb = on_proc_exit;
-	r->proc.data = r;
-	rc = uv_spawn(server.loop, &r->proc, &o);
-	if (fd >= 0)
-		close(fd);
-	if (rc == 0) {
-		r->pid = r->proc.pid;
-		r->proc_open = 1;
-		log_info("runner spawned runner=%s model=%s pid=%d port=%d cmd=%s log=%s", r->id,
-			 r->model_id, r->pid, r->port, log_q(argv[0]), log_q(logpath));
-	} else {
-		log_error("runner spawn failed runner=%s model=%s cmd=%s err=%s", r->id, r->model_id,
-			  log_q(argv[0]), uv_strerror(rc));
-		uv_close((uv_handle_t *)&r->proc, NULL);
-	}
-	for (size_t i = 0; i < m->ncommand; i++)
-		free(argv[i]);
-	free(argv);
-	free(env);
-	return rc == 0 ? 0 : -1;
-}
-
-void runner_kill_orphan(int pid)
-{
-	char path[64], cmd[256] = "";
-	FILE *f;
-
-	/* Only a process group we started: its leader runs our command line. */
-	snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
-	f = fopen(path, "r");
-	if (f == NULL)
+	if (r->reported_running)
 		return;
-	if (fread(cmd, 1, sizeof cmd - 1, f) == 0)
-		cmd[0] = '\0';
-	fclose(f);
-	log_warn("stopping orphan model server pid=%d cmd=%s", pid, log_q(cmd));
-	kill(-pid, SIGKILL);
-	kill(pid, SIGKILL);
+	r->reported_running = 1;
+	r->cb.on_running(r, r->ticket, r->ud);
 }
 
-/* ---- WebSocket ---- */
+static void on_submitted(void *ud, uint64_t tag, int status, const char *pid, const char *detail)
+{
+	struct runner *r = ud;
 
-static void on_ws_open(struct wsc *w, void *ud)
+	if (!current(r, tag, "prompt reply"))
+		return;
+	r->submit = NULL;
+	if (status == 200) {
+		report_running(r);
+		return;
+	}
+	if (r->fetching)
+		return; /* the prompt ran already: its result decides */
+	if (status == 0) {
+		end_job(r, RUNNER_ERR_TRANSPORT, NULL, NULL, detail);
+		runner_fail(r, "model server unreachable");
+		return;
+	}
+	end_job(r, RUNNER_ERR_REJECTED, NULL, NULL, detail);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	struct runner *r = t->data;
+
+	log_warn("runner hung runner=%s model=%s window_ms=%lld", r->id, r->model->id,
+		 (long long)r->model->step_timeout_ms);
+	runner_fail(r, "model server stopped making progress (hang watchdog)");
+}
+
+void runner_assign(struct runner *r, const struct runner_job *job)
+{
+	struct err e = {0};
+
+	r->ticket = job->ticket;
+	r->gen++;
+	snprintf(r->job_id, sizeof r->job_id, "%s", job->job_id);
+	free(r->prompt_id);
+	r->prompt_id = xstrdup(job->prompt_id);
+	r->reported_running = r->fetching = 0;
+	seen_free(r->seen);
+	r->seen = xcalloc(1, sizeof *r->seen);
+	r->seen->items = json_object_new_array();
+	r->last_used_ms = util_now_ms();
+	set_state(r, RUNNER_BUSY);
+	if (r->model->step_timeout_ms > 0) {
+		uint64_t w = scaled(r, r->model->step_timeout_ms);
+		uv_timer_start(&r->watchdog, on_watchdog, w, w);
+	}
+	r->submit = comfy_submit(r->base_url, r->id, r->prompt_id, job->workflow, r->gen,
+				 on_submitted, r, &e);
+	json_object_put(job->workflow);
+	if (r->submit == NULL) {
+		end_job(r, RUNNER_ERR_TRANSPORT, NULL, NULL, e.msg);
+		runner_fail(r, "model server unreachable");
+	}
+}
+
+void runner_interrupt(struct runner *r)
+{
+	if (r->ticket != 0 && r->prompt_id)
+		comfy_interrupt(r->base_url, r->prompt_id);
+}
+
+static const int result_kind[] = {
+	[COMFY_ERROR] = RUNNER_ERR_MODEL, [COMFY_INTERRUPTED] = RUNNER_ERR_INTERRUPTED,
+	[COMFY_OUTPUT_LOST] = RUNNER_ERR_OUTPUT, [COMFY_MISSING] = RUNNER_ERR_TRANSPORT,
+	[COMFY_UNREACHABLE] = RUNNER_ERR_TRANSPORT,
+};
+
+static void on_result(void *ud, uint64_t tag, int result, struct json_object *outputs,
+		      const char *exc_type, const char *msg)
+{
+	struct runner *r = ud;
+
+	if (!current(r, tag, "result")) {
+		json_object_put(outputs);
+		return;
+	}
+	r->fetch = NULL;
+	if (result == COMFY_OK)
+		end_job(r, -1, outputs, NULL, NULL);
+	else
+		end_job(r, result_kind[result], NULL, exc_type, msg);
+}
+
+/*
+ * The session saw the whole run: its result is known, and only the output
+ * files remain to copy (no GET /history). Returns 0 when it decided.
+ */
+static int result_from_ws(struct runner *r)
+{
+	struct runner_seen *v = r->seen;
+	struct json_object *items;
+	struct err e = {0};
+
+	if (v == NULL || !v->started || v->incomplete)
+		return -1;
+	if (v->interrupted) {
+		end_job(r, RUNNER_ERR_INTERRUPTED, NULL, NULL, "interrupted");
+		return 0;
+	}
+	if (v->exc_msg) {
+		char *type = v->exc_type ? xstrdup(v->exc_type) : NULL, *msg = xstrdup(v->exc_msg);
+		end_job(r, RUNNER_ERR_MODEL, NULL, type, msg);
+		free(type);
+		free(msg);
+		return 0;
+	}
+	if (!v->success)
+		return -1;
+	if (json_object_array_length(v->items) == 0) {
+		end_job(r, -1, json_object_new_array(), NULL, NULL);
+		return 0;
+	}
+	items = json_object_get(v->items);
+	r->fetch = comfy_fetch_files(r->base_url, items, r->env.out_root, r->job_id, r->gen,
+				     on_result, r, &e);
+	if (r->fetch == NULL)
+		end_job(r, RUNNER_ERR_OUTPUT, NULL, NULL, e.msg);
+	return 0;
+}
+
+/* The prompt is over on the model server: read its result. */
+static void fetch_result(struct runner *r)
+{
+	struct err e = {0};
+
+	if (r->fetching)
+		return;
+	r->fetching = 1;
+	report_running(r);
+	if (r->ticket == 0)
+		return; /* the report ended the job (a cancel decided elsewhere) */
+	uv_timer_stop(&r->watchdog);
+	if (result_from_ws(r) == 0)
+		return;
+	r->fetch = comfy_fetch_result(r->base_url, r->prompt_id, r->env.out_root, r->job_id,
+				      r->gen, on_result, r, &e);
+	if (r->fetch == NULL)
+		end_job(r, RUNNER_ERR_TRANSPORT, NULL, NULL, e.msg);
+}
+
+/* ---- /ws ---- */
+
+static void on_ws_event(void *ud, const struct comfy_event *ev)
+{
+	struct runner *r = ud;
+
+	if (r->ticket == 0 || r->prompt_id == NULL || strcmp(ev->prompt_id, r->prompt_id) != 0)
+		return; /* another client's prompt, or one of an earlier job */
+	if (r->model->step_timeout_ms > 0 && !r->fetching)
+		uv_timer_again(&r->watchdog);
+	if (r->seen)
+		seen_note(r->seen, ev);
+	if (ev->type == COMFY_EV_FINISHED) {
+		fetch_result(r);
+		return;
+	}
+	report_running(r);
+	if (ev->type == COMFY_EV_PROGRESS && r->ticket != 0)
+		r->cb.on_progress(r, r->ticket, ev->value, ev->max, r->ud);
+}
+
+static void start_health(struct runner *r);
+
+static void on_ws_open(void *ud)
 {
 	struct runner *r = ud;
 
 	uv_timer_stop(&r->timer);
-	runner_set_state(r, RUNNER_READY);
-	start_health(r);
+	set_state(r, RUNNER_READY);
 	r->ready_ms = util_now_ms();
 	r->last_used_ms = r->ready_ms;
-	log_info("runner ready runner=%s model=%s start_ms=%lld", r->id, r->model_id,
+	log_info("runner ready runner=%s model=%s start_ms=%lld", r->id, r->model->id,
 		 (long long)(r->ready_ms - r->started_ms));
-	sched_on_ready(r);
+	start_health(r);
+	r->cb.on_ready(r, r->ud);
 }
 
-static void fetch_history(struct runner *r);
-
-static const char *prompt_of(struct json_object *data)
+/* The session closed and no exit followed: the server is alive but deaf to us. */
+static void on_ws_lost(uv_timer_t *t)
 {
-	return json_get_str(data, "prompt_id");
+	struct runner *r = t->data;
+
+	runner_fail(r, "websocket closed");
 }
 
-static int is_mine(struct runner *r, struct json_object *data)
-{
-	const char *pid = prompt_of(data);
-
-	return r->job && (r->state == RUNNER_BUSY || r->state == RUNNER_DRAINING) && pid &&
-	       json_object_is_type(json_get(data, "prompt_id"), json_type_string) &&
-	       r->job && r->job->job->remote_prompt_id &&
-	       strcmp(pid, r->job->job->remote_prompt_id) == 0;
-}
-
-static void on_ws_text(struct wsc *w, const char *msg, size_t len, void *ud)
-{
-	struct runner *r = ud;
-	struct json_object *o = NULL, *data;
-	struct err e = {0};
-	const char *type;
-
-	if (json_parse(msg, len, 64, &o, &e) < 0)
-		return;
-	type = json_get_str(o, "type");
-	data = json_get_obj(o, "data");
-	if (type && data && is_mine(r, data)) {
-		if (r->model->step_timeout_ms > 0)
-			uv_timer_again(&r->watchdog);
-		if (strcmp(type, "progress") == 0)
-			sched_on_progress(r, r->job, json_object_get_double(json_get(data, "value")),
-					  json_object_get_double(json_get(data, "max")));
-		else if (strcmp(type, "executing") == 0 && json_get(data, "node") == NULL)
-			fetch_history(r);
-	}
-	json_object_put(o);
-}
-
-static void on_ws_close(struct wsc *w, const struct err *why, void *ud)
+static void on_ws_close(void *ud, const char *why)
 {
 	struct runner *r = ud;
 	int state = r->state;
 
 	r->ws = NULL;
-	if (state == RUNNER_READY || state == RUNNER_BUSY || state == RUNNER_DRAINING) {
-		/* A process or container exit follows; an external one is gone now. */
-		if (r->external || (r->pid == 0 && r->ctr == NULL))
-			runner_fail(r, why->code ? why->msg : "websocket closed");
+	if (state == RUNNER_STOPPING || state == RUNNER_FAILED || r->inst == NULL) {
+		maybe_free(r);
 		return;
 	}
-	maybe_free(r);
+	if (state == RUNNER_STARTING || r->model->runtime == REG_RUNTIME_EXTERNAL) {
+		runner_fail(r, why[0] ? why : "websocket closed");
+		return;
+	}
+	/*
+	 * A process or container that dies closes its socket first: its exit,
+	 * with its status, follows at once. Fail only if it does not.
+	 */
+	uv_timer_start(&r->timer, on_ws_lost, WS_LOST_MS, 0);
 }
 
-static const struct wsc_callbacks ws_cbs = {
-	.on_open = on_ws_open,
-	.on_text = on_ws_text,
-	.on_close = on_ws_close,
-};
-
-static void connect_ws(struct runner *r)
+static void connect_ws(struct runner *r, const struct runtime_inst *inst)
 {
-	char path[128];
+	static const struct comfy_ws_cbs cbs = {on_ws_open, on_ws_event, on_ws_close};
 	struct err e = {0};
 
-	snprintf(path, sizeof path, "/ws?clientId=%s", r->client_id);
-	r->ws = wsc_connect(server.loop, r->host, r->port, path, &ws_cbs, r, 5000, &e);
+	r->ws = comfy_ws_open(inst->host, inst->port, r->id, &cbs, r, &e);
 	if (r->ws == NULL)
 		runner_fail(r, e.msg);
 }
 
-/* ---- health probe and start timeout ---- */
+/* ---- start probe, health probe ---- */
 
 static void probe(struct runner *r);
 
@@ -364,21 +438,20 @@ static void on_probe_timer(uv_timer_t *t)
 {
 	struct runner *r = t->data;
 
-	if (util_now_ms() - r->started_ms > r->model->start_timeout_ms * server.cfg.time_scale) {
+	if (util_now_ms() - r->started_ms > (int64_t)scaled(r, r->model->start_timeout_ms)) {
 		runner_fail(r, "model server did not become healthy within its start timeout");
 		return;
 	}
 	probe(r);
 }
 
-static void on_probe(const struct httpc_resp *resp, void *ud)
+static void on_probe(void *ud, uint64_t tag, int health)
 {
 	struct runner *r = ud;
-	int up = resp->status == 200 && !strstr(resp->body, "\"starting\"");
 
-	r->call = NULL;
-	if (up || resp->status == 404) {
-		connect_ws(r);
+	r->probe = NULL;
+	if (health == COMFY_UP) {
+		connect_ws(r, r->inst);
 		return;
 	}
 	/* Probe often at first (a sim starts in ~2 ms), then every 25 ms. */
@@ -389,25 +462,21 @@ static void on_probe(const struct httpc_resp *resp, void *ud)
 
 static void probe(struct runner *r)
 {
-	char url[192];
-	struct httpc_opts o = {.url = url, .timeout_ms = PROBE_TIMEOUT_MS, .connect_timeout_ms = 500};
 	struct err e = {0};
 
-	snprintf(url, sizeof url, "%s/health", r->base_url);
-	r->call = httpc_request(server.httpc, &o, on_probe, r, &e);
-	if (r->call == NULL)
+	if (r->inst == NULL || r->state != RUNNER_STARTING)
+		return;
+	r->probe = runtime_health(r->inst, PROBE_TIMEOUT_MS, 0, on_probe, r, &e);
+	if (r->probe == NULL)
 		uv_timer_start(&r->timer, on_probe_timer, PROBE_INTERVAL_MS, 0);
 }
 
-#define HEALTH_INTERVAL_MS 5000
-#define HEALTH_FAILURES_MAX 3
-
-static void on_health(const struct httpc_resp *resp, void *ud)
+static void on_health(void *ud, uint64_t tag, int health)
 {
 	struct runner *r = ud;
 
-	r->call = NULL;
-	if (resp->status == 200 || resp->status == 404) {
+	r->probe = NULL;
+	if (health != COMFY_DOWN) {
 		r->health_failures = 0;
 		return;
 	}
@@ -419,495 +488,160 @@ static void on_health(const struct httpc_resp *resp, void *ud)
 static void on_health_timer(uv_timer_t *t)
 {
 	struct runner *r = t->data;
-	char url[192];
-	struct httpc_opts o = {.url = url, .timeout_ms = PROBE_TIMEOUT_MS, .connect_timeout_ms = 1000};
 	struct err e = {0};
 
-	if (r->state != RUNNER_READY || r->call)
+	if (r->state != RUNNER_READY || r->probe || r->inst == NULL)
 		return;
-	snprintf(url, sizeof url, "%s/health", r->base_url);
-	r->call = httpc_request(server.httpc, &o, on_health, r, &e);
+	r->probe = runtime_health(r->inst, PROBE_TIMEOUT_MS, 0, on_health, r, &e);
 }
 
 static void start_health(struct runner *r)
 {
-	uint64_t ms = (uint64_t)(HEALTH_INTERVAL_MS * server.cfg.time_scale);
+	uint64_t ms = scaled(r, HEALTH_INTERVAL_MS);
 
-	uv_timer_start(&r->health, on_health_timer, ms ? ms : 1, ms ? ms : 1);
+	uv_timer_start(&r->health, on_health_timer, ms, ms);
+}
+
+/* ---- the model server's instance ---- */
+
+static void on_inst_started(struct runtime_inst *inst, void *ud)
+{
+	struct runner *r = ud;
+
+	runtime__base_url(inst, r->base_url, sizeof r->base_url);
+	r->pid = inst->pid;
+	snprintf(r->container_id, sizeof r->container_id, "%s", inst->container_id);
+	r->cb.on_spawned(r, r->ud);
+	if (r->state == RUNNER_STARTING)
+		probe(r);
+}
+
+/* Everything but the instance is let go: calls, the session, the timers. */
+static void release(struct runner *r)
+{
+	comfy_cancel(r->probe);
+	r->probe = NULL;
+	comfy_cancel(r->submit);
+	r->submit = NULL;
+	comfy_fetch_cancel(r->fetch);
+	r->fetch = NULL;
+	if (r->ws)
+		comfy_ws_close(r->ws);
+	if (!uv_is_closing((uv_handle_t *)&r->timer)) {
+		uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+		uv_close((uv_handle_t *)&r->watchdog, on_timer_closed);
+		uv_close((uv_handle_t *)&r->health, on_timer_closed);
+	}
+}
+
+static void on_inst_exit(struct runtime_inst *inst, int64_t status, const char *why, void *ud)
+{
+	struct runner *r = ud;
+	int failed = r->state != RUNNER_STOPPING, during_start = r->ready_ms == 0;
+	char tail[400];
+
+	r->inst = NULL;
+	r->pid = 0;
+	if (r->state != RUNNER_STOPPING && r->state != RUNNER_FAILED) {
+		runtime_log_tail(inst, tail, sizeof tail);
+		log_warn("runner exited unasked runner=%s model=%s state=%s reason=%s last_output=%s",
+			 r->id, r->model->id, runner_state_name(r->state), log_q(why), log_q(tail));
+		if (r->ticket)
+			end_job(r, RUNNER_ERR_LOST, NULL, NULL, why);
+		set_state(r, RUNNER_FAILED);
+		snprintf(r->fail_reason, sizeof r->fail_reason, "%s", why);
+	}
+	release(r);
+	r->gone = 1;
+	r->cb.on_gone(r, r->fail_reason[0] ? r->fail_reason : why, failed, during_start, r->ud);
+	maybe_free(r);
+}
+
+struct runner *runner_start(const struct reg_model *m, int gpu, const char *url,
+			    const struct runner_env *env, const struct runner_cbs *cb, void *ud,
+			    struct err *err)
+{
+	static const struct runtime_cbs rcb = {on_inst_started, on_inst_exit};
+	struct runner *r = xcalloc(1, sizeof *r);
+	struct runtime_spec spec = {.model = m, .gpu = gpu, .url = url};
+	char logpath[4096], rundir[4096];
+
+	snprintf(r->id, sizeof r->id, "r%u-%d", ++runner_seq, (int)getpid());
+	r->model = m;
+	r->state = RUNNER_STARTING;
+	r->gpu = gpu;
+	r->cb = *cb;
+	r->ud = ud;
+	r->gen = 1;
+	r->started_ms = util_now_ms();
+	r->env = *env;
+	r->env.logs_dir = xstrdup(env->logs_dir);
+	r->env.runs_dir = xstrdup(env->runs_dir);
+	r->env.out_root = xstrdup(env->out_root);
+	r->env.bindir = xstrdup(env->bindir);
+	r->env.configdir = xstrdup(env->configdir);
+	snprintf(r->url, sizeof r->url, "%s", url ? url : "");
+	snprintf(logpath, sizeof logpath, "%s/%s.log", env->logs_dir, r->id);
+	snprintf(rundir, sizeof rundir, "%s/%s", env->runs_dir, r->id);
+	spec.runner_id = r->id;
+	spec.log_path = logpath;
+	spec.run_dir = rundir;
+	spec.bindir = env->bindir;
+	spec.configdir = env->configdir;
+	r->inst = runtime_start(&spec, &rcb, r, err);
+	if (r->inst == NULL) {
+		log_error("runner not started runner=%s model=%s err=%s", r->id, m->id,
+			  log_q(err->msg));
+		env_free(&r->env);
+		free(r);
+		return NULL;
+	}
+	uv_timer_init(server.loop, &r->timer);
+	uv_timer_init(server.loop, &r->watchdog);
+	uv_timer_init(server.loop, &r->health);
+	r->timer.data = r->watchdog.data = r->health.data = r;
+	r->timers_open = 3;
+	/* The start timeout runs from now, also while a container is created. */
+	uv_timer_start(&r->timer, on_probe_timer, scaled(r, r->model->start_timeout_ms) + 1, 0);
+	return r;
+}
+
+/* Kills the model server after a failure; its job is reported lost now. */
+static void runner_fail(struct runner *r, const char *why)
+{
+	if (r->state == RUNNER_FAILED || r->state == RUNNER_STOPPING || r->inst == NULL)
+		return;
+	log_warn("runner failed runner=%s model=%s state=%s reason=%s", r->id, r->model->id,
+		 runner_state_name(r->state), log_q(why));
+	snprintf(r->fail_reason, sizeof r->fail_reason, "%s", why);
+	if (r->ticket)
+		end_job(r, RUNNER_ERR_LOST, NULL, NULL, why);
+	set_state(r, RUNNER_FAILED);
+	uv_timer_stop(&r->watchdog);
+	uv_timer_stop(&r->health);
+	runtime_stop(r->inst, 0);
 }
 
 void runner_drain(struct runner *r, const char *why)
 {
-	if (r->state == RUNNER_READY && r->job == NULL) {
+	if (r->state == RUNNER_STARTING || runner_idle(r)) {
 		runner_stop(r, why);
 		return;
 	}
 	if (r->state == RUNNER_BUSY || r->state == RUNNER_READY) {
-		log_info("runner draining runner=%s model=%s reason=%s", r->id, r->model_id, why);
-		runner_set_state(r, RUNNER_DRAINING);
-	}
-}
-
-static void on_watchdog(uv_timer_t *t)
-{
-	struct runner *r = t->data;
-
-	log_warn("runner hung runner=%s model=%s window_ms=%lld", r->id, r->model_id,
-		 (long long)r->model->step_timeout_ms);
-	runner_fail(r, "model server stopped making progress (hang watchdog)");
-}
-
-static int parse_url(struct runner *r, const char *url)
-{
-	if (sscanf(url, "http://%63[^:/]:%d", r->host, &r->port) != 2)
-		return -1;
-	snprintf(r->base_url, sizeof r->base_url, "http://%s:%d", r->host, r->port);
-	return 0;
-}
-
-/* ---- docker runtime (runtime_docker.c) ---- */
-
-static void on_ctr_started(void *ud, int host_port)
-{
-	struct runner *r = ud;
-	struct err e = {0};
-
-	r->port = host_port;
-	snprintf(r->base_url, sizeof r->base_url, "http://127.0.0.1:%d", r->port);
-	store_runner_put(server.store, r->id, r->model_id, 0, r->port, docker_id(r->ctr),
-			 r->started_ms, &e);
-	probe(r);
-}
-
-static void on_ctr_exit(void *ud, int64_t status, const char *why)
-{
-	struct runner *r = ud;
-
-	log_info("runner exited runner=%s model=%s container_status=%lld state=%s", r->id,
-		 r->model_id, (long long)status, runner_state_name(r->state));
-	r->ctr = NULL;
-	server_gone(r, why);
-}
-
-static void on_ctr_failed(void *ud, const char *why)
-{
-	on_ctr_exit(ud, -1, why);
-}
-
-static int start_container(struct runner *r)
-{
-	static const struct docker_cbs cbs = {on_ctr_started, on_ctr_exit, on_ctr_failed};
-	char logpath[4096];
-	struct err e = {0};
-
-	snprintf(r->host, sizeof r->host, "127.0.0.1");
-	snprintf(logpath, sizeof logpath, "%s/%s.log", server_path("logs"), r->id);
-	r->ctr = docker_start(r->model, r->id, r->gpu, logpath, &cbs, r, &e);
-	if (r->ctr == NULL)
-		log_error("container not started runner=%s model=%s err=%s", r->id, r->model_id,
-			  log_q(e.msg));
-	return r->ctr ? 0 : -1;
-}
-
-struct runner *runner_start(const struct reg_model *m, int gpu)
-{
-	struct runner *r = xcalloc(1, sizeof *r);
-	struct err e = {0};
-
-	snprintf(r->id, sizeof r->id, "r%u-%d", ++runner_seq, (int)getpid());
-	util_uuid4_hex(r->client_id);
-	r->model_id = xstrdup(m->id);
-	r->model = m;
-	r->state = RUNNER_STARTING;
-	r->gpu = gpu;
-	r->started_ms = util_now_ms();
-	if (m->runtime == REG_RUNTIME_EXTERNAL) {
-		r->external = 1;
-		if (parse_url(r, m->url) < 0)
-			goto fail;
-	} else if (m->runtime == REG_RUNTIME_PROCESS) {
-		snprintf(r->host, sizeof r->host, "127.0.0.1");
-		r->port = free_port();
-		snprintf(r->base_url, sizeof r->base_url, "http://127.0.0.1:%d", r->port);
-		if (r->port < 0 || spawn(r) < 0)
-			goto fail;
-		store_runner_put(server.store, r->id, m->id, r->pid, r->port, NULL, r->started_ms, &e);
-	} else if (start_container(r) < 0) {
-		goto fail;
-	}
-	server.runners_started++;
-	uv_timer_init(server.loop, &r->timer);
-	uv_timer_init(server.loop, &r->watchdog);
-	uv_timer_init(server.loop, &r->health);
-	r->timer.data = r;
-	r->watchdog.data = r;
-	r->health.data = r;
-	r->timers_open = 3;
-	if (r->ctr == NULL)
-		probe(r); /* a container's probe starts once it runs (on_ctr_started) */
-	return r;
-fail:
-	free(r->model_id);
-	free(r);
-	return NULL;
-}
-
-/* Kills the runner after a failure; its exit (or at once, external) frees it. */
-static void runner_fail(struct runner *r, const char *why)
-{
-	int state = r->state;
-
-	if (state == RUNNER_FAILED || state == RUNNER_STOPPING)
-		return;
-	log_warn("runner failed runner=%s model=%s state=%s reason=%s", r->id, r->model_id,
-		 runner_state_name(state), log_q(why));
-	runner_set_state(r, RUNNER_FAILED);
-	if (r->pid > 0) {
-		kill(-r->pid, SIGKILL);
-		kill(r->pid, SIGKILL);
-	}
-	if (r->ctr)
-		docker_stop(r->ctr, 0);
-	runner_destroy(r, why);
-}
-
-static void on_grace(uv_timer_t *t)
-{
-	struct runner *r = t->data;
-
-	if (r->pid > 0) {
-		log_warn("runner ignored SIGTERM, killing runner=%s pid=%d", r->id, r->pid);
-		kill(-r->pid, SIGKILL);
-		kill(r->pid, SIGKILL);
+		log_info("runner draining runner=%s model=%s reason=%s", r->id, r->model->id, why);
+		set_state(r, RUNNER_DRAINING);
 	}
 }
 
 void runner_stop(struct runner *r, const char *why)
 {
-	if (r->state == RUNNER_STOPPING || r->state == RUNNER_FAILED)
+	if (r->state == RUNNER_STOPPING || r->state == RUNNER_FAILED || r->inst == NULL)
 		return;
-	log_info("runner stopping runner=%s model=%s reason=%s", r->id, r->model_id, why);
-	runner_set_state(r, RUNNER_STOPPING);
+	log_info("runner stopping runner=%s model=%s reason=%s", r->id, r->model->id, why);
+	set_state(r, RUNNER_STOPPING);
 	uv_timer_stop(&r->watchdog);
 	uv_timer_stop(&r->health);
-	if (r->ctr) {
-		docker_stop(r->ctr, (uint64_t)server.cfg.stop_grace_ms);
-		return;
-	}
-	if (r->external || r->pid == 0) {
-		runner_destroy(r, why);
-		return;
-	}
-	kill(-r->pid, SIGTERM);
-	uv_timer_start(&r->timer, on_grace, (uint64_t)server.cfg.stop_grace_ms, 0);
-}
-
-/* ---- the job on this runner ---- */
-
-static void on_submitted(const struct httpc_resp *resp, void *ud)
-{
-	struct runner *r = ud;
-	struct sjob *sj = r->job;
-	struct json_object *o = NULL;
-	struct err e = {0};
-
-	r->call = NULL;
-	if (resp->status == 0) {
-		sched_on_job_error(r, sj, JOBERR_TRANSPORT, NULL, resp->err.msg);
-		return;
-	}
-	if (resp->status != 200 || json_parse(resp->body, resp->len, 64, &o, &e) < 0 ||
-	    json_get_str(o, "prompt_id") == NULL) {
-		sched_on_job_error(r, sj, JOBERR_REJECTED, NULL, resp->body);
-		json_object_put(o);
-		return;
-	}
-	sched_on_submitted(r, sj, json_get_str(o, "prompt_id"));
-	json_object_put(o);
-}
-
-void runner_assign(struct runner *r, struct sjob *sj)
-{
-	struct json_object *wf = NULL, *body = json_object_new_object();
-	struct httpc_opts o = {.method = "POST", .content_type = "application/json", .timeout_ms = 30000};
-	struct err e = {0};
-	char url[192], *text;
-
-	r->job = sj;
-	runner_set_state(r, RUNNER_BUSY);
-	r->last_used_ms = util_now_ms();
 	uv_timer_stop(&r->timer);
-	if (registry_bind(r->model, sched_job_params(sj), &wf, &e) < 0) {
-		json_object_put(body);
-		sched_on_job_error(r, sj, JOBERR_REJECTED, NULL, e.msg);
-		return;
-	}
-	json_put(body, "prompt", wf);
-	json_put(body, "client_id", json_str(r->client_id));
-	json_put(body, "prompt_id", json_str(sj->job->remote_prompt_id));
-	text = json_dumps(body);
-	json_object_put(body);
-	snprintf(url, sizeof url, "%s/prompt", r->base_url);
-	o.url = url;
-	o.body = text;
-	o.body_len = strlen(text);
-	if (r->model->step_timeout_ms > 0) {
-		uint64_t w = (uint64_t)(r->model->step_timeout_ms * server.cfg.time_scale);
-		uv_timer_start(&r->watchdog, on_watchdog, w, w);
-	}
-	r->call = httpc_request(server.httpc, &o, on_submitted, r, &e);
-	free(text);
-	if (r->call == NULL)
-		sched_on_job_error(r, sj, JOBERR_TRANSPORT, NULL, e.msg);
-}
-
-static void on_interrupted(const struct httpc_resp *resp, void *ud)
-{
-	struct runner *r = ud;
-
-	r->call = NULL;
-	if (resp->status != 200)
-		log_warn("interrupt not accepted runner=%s status=%d", r->id, resp->status);
-}
-
-void runner_interrupt(struct runner *r)
-{
-	char url[192], body[160];
-	struct httpc_opts o = {.method = "POST", .content_type = "application/json", .timeout_ms = 5000};
-	struct err e = {0};
-
-	if (r->job == NULL || r->job->job->remote_prompt_id == NULL)
-		return;
-	snprintf(url, sizeof url, "%s/interrupt", r->base_url);
-	snprintf(body, sizeof body, "{\"prompt_id\": \"%s\"}", r->job->job->remote_prompt_id);
-	o.url = url;
-	o.body = body;
-	o.body_len = strlen(body);
-	if (r->call == NULL)
-		r->call = httpc_request(server.httpc, &o, on_interrupted, r, &e);
-}
-
-static const char *kind_of(const char *key, const char *filename)
-{
-	if (strcmp(key, "audio") == 0)
-		return "audio";
-	if (strcmp(key, "video") == 0 || strcmp(key, "gifs") == 0 ||
-	    util_ends_with(filename, ".mp4") || util_ends_with(filename, ".webm"))
-		return "video";
-	return "image";
-}
-
-/* Output files in a history entry, type "output" only (not previews). */
-static struct json_object *collect_outputs(struct json_object *outputs)
-{
-	struct json_object *items = json_object_new_array();
-
-	json_object_object_foreach(outputs, node, ui) {
-		(void)node;
-		json_object_object_foreach(ui, key, list) {
-			for (size_t i = 0; json_object_is_type(list, json_type_array) &&
-					   i < json_object_array_length(list); i++) {
-				struct json_object *f = json_object_array_get_idx(list, i);
-				const char *fn = json_get_str(f, "filename");
-				const char *type = json_get_str(f, "type");
-				struct json_object *it;
-				if (fn == NULL || strchr(fn, '/') || (type && strcmp(type, "output") != 0))
-					continue;
-				it = json_object_new_object();
-				json_put(it, "filename", json_str(fn));
-				json_put(it, "subfolder", json_str(json_get_str(f, "subfolder") ? json_get_str(f, "subfolder") : ""));
-				json_put(it, "kind", json_str(kind_of(key, fn)));
-				json_object_array_add(items, it);
-			}
-		}
-	}
-	return items;
-}
-
-struct fetch {
-	char base_url[128];
-	char *pid;                   /* remote prompt id */
-	char job_id[64];
-	runner_result_fn cb;
-	void *ud;
-	struct httpc_call *call;
-	struct json_object *items;   /* [{filename, subfolder, kind}] */
-	size_t next;
-	struct json_object *outputs; /* copied: [{path, filename, kind}] */
-};
-
-static void fetch_end(struct fetch *f, int result, const char *exc_type, const char *msg)
-{
-	struct json_object *outs = result == RESULT_OK ? json_object_get(f->outputs) : NULL;
-
-	f->call = NULL;
-	f->cb(f->ud, result, outs, exc_type, msg);
-	json_object_put(f->items);
-	json_object_put(f->outputs);
-	free(f->pid);
-	free(f);
-}
-
-static void download_next(struct fetch *f);
-
-static void on_downloaded(const struct httpc_resp *resp, void *ud)
-{
-	struct fetch *f = ud;
-
-	if (resp->status != 200) {
-		fetch_end(f, RESULT_OUTPUT_LOST, NULL, resp->status ? "GET /view failed" : resp->err.msg);
-		return;
-	}
-	f->next++;
-	download_next(f);
-}
-
-static void download_next(struct fetch *f)
-{
-	struct json_object *it = json_object_array_get_idx(f->items, f->next), *out;
-	char url[1024], rel[512], path[4096];
-	struct httpc_opts o = {.timeout_ms = 120000};
-	struct err e = {0};
-	char *fn, *sub;
-
-	if (it == NULL) {
-		fetch_end(f, RESULT_OK, NULL, NULL);
-		return;
-	}
-	fn = curl_easy_escape(NULL, json_get_str(it, "filename"), 0);
-	sub = curl_easy_escape(NULL, json_get_str(it, "subfolder"), 0);
-	snprintf(url, sizeof url, "%s/view?filename=%s&subfolder=%s&type=output", f->base_url, fn, sub);
-	curl_free(fn);
-	curl_free(sub);
-	snprintf(rel, sizeof rel, "%s/%zu-%s", f->job_id, f->next, json_get_str(it, "filename"));
-	snprintf(path, sizeof path, "%s/%s", server_path("outputs"), f->job_id);
-	util_mkdirs(path);
-	snprintf(path, sizeof path, "%s/%s", server_path("outputs"), rel);
-	out = json_object_new_object();
-	json_put(out, "path", json_str(rel));
-	json_put(out, "filename", json_str(json_get_str(it, "filename")));
-	json_put(out, "kind", json_str(json_get_str(it, "kind")));
-	json_object_array_add(f->outputs, out);
-	o.url = url;
-	o.out_path = path;
-	f->call = httpc_request(server.httpc, &o, on_downloaded, f, &e);
-	if (f->call == NULL)
-		fetch_end(f, RESULT_OUTPUT_LOST, NULL, e.msg);
-}
-
-/* The exception of an execution_error in the history's status messages. */
-static void history_error(struct json_object *status, const char **type, const char **msg,
-			  int *interrupted)
-{
-	struct json_object *msgs = json_get_arr(status, "messages");
-
-	for (size_t i = 0; msgs && i < json_object_array_length(msgs); i++) {
-		struct json_object *m = json_object_array_get_idx(msgs, i);
-		const char *t = json_object_get_string(json_object_array_get_idx(m, 0));
-		struct json_object *d = json_object_array_get_idx(m, 1);
-		if (t && strcmp(t, "execution_error") == 0) {
-			*type = json_get_str(d, "exception_type");
-			*msg = json_get_str(d, "exception_message");
-		} else if (t && strcmp(t, "execution_interrupted") == 0) {
-			*interrupted = 1;
-		}
-	}
-}
-
-static void on_history(const struct httpc_resp *resp, void *ud)
-{
-	struct fetch *f = ud;
-	struct json_object *o = NULL, *entry, *status;
-	struct err e = {0};
-	const char *type = NULL, *msg = NULL, *st;
-	int interrupted = 0;
-
-	f->call = NULL;
-	if (resp->status != 200 || json_parse(resp->body, resp->len, 128, &o, &e) < 0) {
-		fetch_end(f, RESULT_UNREACHABLE, NULL, resp->status ? "cannot read /history" : resp->err.msg);
-		json_object_put(o);
-		return;
-	}
-	entry = json_get_obj(o, f->pid);
-	status = json_get_obj(entry, "status");
-	st = json_get_str(status, "status_str");
-	if (entry == NULL) {
-		fetch_end(f, RESULT_MISSING, NULL, "no such prompt in the model server's history");
-	} else if (st && strcmp(st, "success") == 0) {
-		f->items = collect_outputs(json_get_obj(entry, "outputs"));
-		f->outputs = json_object_new_array();
-		download_next(f);
-	} else {
-		history_error(status, &type, &msg, &interrupted);
-		if (interrupted)
-			fetch_end(f, RESULT_INTERRUPTED, NULL, "interrupted");
-		else
-			fetch_end(f, RESULT_ERROR, type, msg ? msg : "unknown error");
-	}
-	json_object_put(o);
-}
-
-struct fetch *runner_fetch_result(const char *base_url, const char *remote_pid, const char *job_id,
-				  runner_result_fn cb, void *ud)
-{
-	struct fetch *f = xcalloc(1, sizeof *f);
-	struct httpc_opts o = {.timeout_ms = 10000, .max_response = (size_t)64 << 20,
-			       .connect_timeout_ms = 1000};
-	struct err e = {0};
-	char url[512];
-	char *pid = curl_easy_escape(NULL, remote_pid, 0);
-
-	snprintf(f->base_url, sizeof f->base_url, "%s", base_url);
-	snprintf(f->job_id, sizeof f->job_id, "%s", job_id);
-	f->pid = xstrdup(remote_pid);
-	f->cb = cb;
-	f->ud = ud;
-	snprintf(url, sizeof url, "%s/history/%s", base_url, pid);
-	curl_free(pid);
-	o.url = url;
-	f->call = httpc_request(server.httpc, &o, on_history, f, &e);
-	if (f->call == NULL) {
-		free(f->pid);
-		free(f);
-		return NULL;
-	}
-	return f;
-}
-
-void runner_fetch_cancel(struct fetch *f)
-{
-	if (f == NULL)
-		return;
-	if (f->call)
-		httpc_cancel(f->call);
-	json_object_put(f->items);
-	json_object_put(f->outputs);
-	free(f->pid);
-	free(f);
-}
-
-static void on_result(void *ud, int result, struct json_object *outputs, const char *exc_type,
-		      const char *msg)
-{
-	struct runner *r = ud;
-	static const int joberr[] = {
-		[RESULT_ERROR] = JOBERR_MODEL, [RESULT_INTERRUPTED] = JOBERR_INTERRUPTED,
-		[RESULT_OUTPUT_LOST] = JOBERR_OUTPUT, [RESULT_MISSING] = JOBERR_TRANSPORT,
-		[RESULT_UNREACHABLE] = JOBERR_TRANSPORT,
-	};
-
-	r->fetch = NULL;
-	if (result == RESULT_OK)
-		sched_on_done(r, r->job, outputs);
-	else
-		sched_on_job_error(r, r->job, joberr[result], exc_type, msg);
-}
-
-static void fetch_history(struct runner *r)
-{
-	uv_timer_stop(&r->watchdog);
-	r->fetch = runner_fetch_result(r->base_url, r->job->job->remote_prompt_id, r->job->job->id,
-				       on_result, r);
-	if (r->fetch == NULL)
-		sched_on_job_error(r, r->job, JOBERR_TRANSPORT, NULL, "cannot reach the model server");
+	runtime_stop(r->inst, (uint64_t)r->env.stop_grace_ms);
 }

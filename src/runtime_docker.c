@@ -30,6 +30,7 @@
 #include "json.h"
 #include "log.h"
 #include "registry.h"
+#include "runtime.h"
 #include "runtime_docker.h"
 #include "server.h"
 #include "util.h"
@@ -705,3 +706,69 @@ void docker_cleanup_orphans(void)
 	}
 	free(q);
 }
+
+/* ---- the runtime interface (runtime.h) over docker_start/docker_stop ---- */
+
+struct dk_inst {
+	struct runtime_inst base; /* first: the runner sees only this */
+	struct docker_ctr *ctr;   /* valid until on_exit */
+};
+
+static void inst_started(void *ud, int host_port)
+{
+	struct dk_inst *x = ud;
+
+	snprintf(x->base.host, sizeof x->base.host, "127.0.0.1");
+	x->base.port = host_port;
+	snprintf(x->base.container_id, sizeof x->base.container_id, "%s", docker_id(x->ctr));
+	x->base.started = 1;
+	x->base.cb.on_started(&x->base, x->base.ud);
+}
+
+static void inst_exit(void *ud, int64_t status, const char *why)
+{
+	struct dk_inst *x = ud;
+
+	x->base.cb.on_exit(&x->base, status, why, x->base.ud);
+	free(x);
+}
+
+static void inst_failed(void *ud, const char *why)
+{
+	inst_exit(ud, -1, why);
+}
+
+static struct runtime_inst *inst_start(const struct runtime_spec *spec,
+				       const struct runtime_cbs *cb, void *ud, struct err *err)
+{
+	static const struct docker_cbs cbs = {inst_started, inst_exit, inst_failed};
+	struct dk_inst *x = xcalloc(1, sizeof *x);
+
+	x->base.rt = &runtime_docker;
+	x->base.cb = *cb;
+	x->base.ud = ud;
+	x->ctr = docker_start(spec->model, spec->runner_id, spec->gpu, spec->log_path, &cbs, x, err);
+	if (x->ctr == NULL) {
+		free(x);
+		return NULL;
+	}
+	return &x->base;
+}
+
+static void inst_stop(struct runtime_inst *inst, uint64_t grace_ms)
+{
+	docker_stop(((struct dk_inst *)inst)->ctr, grace_ms);
+}
+
+static void inst_log_tail(struct runtime_inst *inst, char *out, size_t n)
+{
+	snprintf(out, n, "%s", tail_lines(((struct dk_inst *)inst)->ctr));
+}
+
+const struct runtime runtime_docker = {
+	.name = "docker",
+	.start = inst_start,
+	.stop = inst_stop,
+	.health = runtime__health_http,
+	.log_tail = inst_log_tail,
+};

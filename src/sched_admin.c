@@ -1,8 +1,13 @@
 /*
- * sched_admin.c - the scheduler's operator views and actions (the admin
- * API: runners, models, start/stop/drain) and the registry reload.
+ * sched_admin.c - the operator views and actions (the admin API: runners,
+ * models, start/stop/drain) and the registry: building the model states
+ * and tiers for a registry, and switching to a reloaded one.
+ *
+ * Registry versions are reference-counted: the scheduler holds the
+ * current one; each live job holds the one its function came from and
+ * each runner the one its model came from, so an old version lives
+ * exactly as long as something still uses it.
  */
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,44 +16,45 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "placement.h"
 #include "registry.h"
 #include "runner.h"
-#include "scheduler.h"
 #include "scheduler_internal.h"
 #include "server.h"
 #include "util.h"
+#include "view.h"
 #include "vram.h"
 
-/* ---- operator views and actions (the admin API) ---- */
+/* ---- operator views ---- */
 
-static void iso(int64_t ms, char out[32])
+static void put_time(struct json_object *o, const char *key, int64_t ms)
 {
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static struct json_object *runner_json(const struct runner *r)
-{
-	struct json_object *o = json_object_new_object();
 	char t[32];
 
+	view_iso8601(ms, t);
+	t[19] = 'Z'; /* whole seconds for operators */
+	t[20] = '\0';
+	json_put(o, key, json_str(t));
+}
+
+static struct json_object *runner_json(const struct srunner *sr)
+{
+	const struct runner *r = sr->r;
+	struct json_object *o = json_object_new_object();
+
 	json_put(o, "id", json_str(r->id));
-	json_put(o, "model", json_str(r->model_id));
-	json_put(o, "state", json_str(r->job && r->state == RUNNER_BUSY ? "busy" : runner_state_name(r->state)));
-	json_put(o, "gpu", json_int(r->gpu));
-	json_put(o, "memory_reserved", json_int(r->reserved));
-	json_put(o, "memory_measured", r->measured > 0 ? json_int(r->measured) : NULL);
-	json_put(o, "job", r->job ? json_str(r->job->job->id) : NULL);
+	json_put(o, "model", json_str(r->model->id));
+	json_put(o, "state", json_str(sr->job && r->state == RUNNER_READY ? "busy"
+					: runner_state_name(r->state)));
+	json_put(o, "gpu", json_int(sr->gpu));
+	json_put(o, "memory_reserved", json_int(sr->reserved));
+	json_put(o, "memory_measured", sr->measured > 0 ? json_int(sr->measured) : NULL);
+	json_put(o, "job", sr->job ? json_str(sr->job->job->id) : NULL);
 	json_put(o, "pid", r->pid ? json_int(r->pid) : NULL);
 	json_put(o, "url", json_str(r->base_url));
-	iso(r->started_ms, t);
-	json_put(o, "started_at", json_str(t));
-	iso(r->last_used_ms ? r->last_used_ms : r->started_ms, t);
-	json_put(o, "last_used", json_str(t));
-	json_put(o, "restarts", json_int(sched__mstate_of(r->model_id) ? sched__mstate_of(r->model_id)->restarts : 0));
+	put_time(o, "started_at", r->started_ms);
+	put_time(o, "last_used", r->last_used_ms ? r->last_used_ms : r->started_ms);
+	json_put(o, "restarts", json_int(sr->m->restarts));
 	return o;
 }
 
@@ -56,9 +62,9 @@ struct json_object *sched_admin_runners(void)
 {
 	struct json_object *a = json_object_new_array(), *o = json_object_new_object();
 
-	for (size_t i = 0; i < sched__nmodels; i++)
-		for (const struct runner *r = sched__models[i].runners; r; r = r->next)
-			json_object_array_add(a, runner_json(r));
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		for (const struct srunner *sr = sched__s.models[i]->runners; sr; sr = sr->next)
+			json_object_array_add(a, runner_json(sr));
 	json_put(o, "runners", a);
 	return o;
 }
@@ -74,31 +80,37 @@ static const char *model_state(const struct mstate *m)
 	return m->nrunners > 0 ? "running" : "stopped";
 }
 
+static struct json_object *model_json(const struct mstate *m)
+{
+	const struct reg_model *rm = m->model;
+	struct json_object *e = json_object_new_object();
+
+	json_put(e, "id", json_str(rm->id));
+	json_put(e, "function", json_str(rm->function->name));
+	json_put(e, "quality", json_str(rm->quality >= 0 ? rm->function->qualities[rm->quality].key
+							  : "auto"));
+	json_put(e, "state", json_str(model_state(m)));
+	json_put(e, "runners", json_int(m->nrunners));
+	json_put(e, "starting", json_int(m->nstarting));
+	json_put(e, "queued", json_int((int64_t)(m->q.n + (m->tier ? m->tier->q.n : 0))));
+	json_put(e, "min_instances", json_int(rm->min_instances));
+	json_put(e, "max_instances", json_int(rm->max_instances));
+	json_put(e, "gpu_memory", json_int(rm->gpu_memory));
+	json_put(e, "memory_measured", m->measured > 0 ? json_int(m->measured) : NULL);
+	json_put(e, "failures", json_int(m->failures));
+	json_put(e, "restarts", json_int(m->restarts));
+	json_put(e, "avg_run_ms", json_int((int64_t)estimate_mean_ms(&m->est)));
+	json_put(e, "avg_start_ms", json_int((int64_t)(estimate_start_s(&m->est) * 1000)));
+	json_put(e, "fallback", rm->fallback ? json_str(rm->fallback->id) : NULL);
+	return e;
+}
+
 struct json_object *sched_admin_models(void)
 {
 	struct json_object *a = json_object_new_array(), *o = json_object_new_object(), *g;
 
-	for (size_t i = 0; i < sched__nmodels; i++) {
-		const struct mstate *m = &sched__models[i];
-		struct json_object *e = json_object_new_object();
-		json_put(e, "id", json_str(m->model->id));
-		json_put(e, "function", json_str(m->model->function->name));
-		json_put(e, "quality", json_str(m->model->quality >= 0 ? m->model->function->qualities[m->model->quality].key : "auto"));
-		json_put(e, "state", json_str(model_state(m)));
-		json_put(e, "runners", json_int(m->nrunners));
-		json_put(e, "starting", json_int(m->nstarting));
-		json_put(e, "queued", json_int((int64_t)m->nqueued));
-		json_put(e, "min_instances", json_int(m->model->min_instances));
-		json_put(e, "max_instances", json_int(m->model->max_instances));
-		json_put(e, "gpu_memory", json_int(m->model->gpu_memory));
-		json_put(e, "memory_measured", m->measured > 0 ? json_int(m->measured) : NULL);
-		json_put(e, "failures", json_int(m->failures));
-		json_put(e, "restarts", json_int(m->restarts));
-		json_put(e, "avg_run_ms", json_int((int64_t)estimate_mean_ms(&m->est)));
-		json_put(e, "avg_start_ms", json_int((int64_t)(estimate_start_s(&m->est) * 1000)));
-		json_put(e, "fallback", m->model->fallback ? json_str(m->model->fallback->id) : NULL);
-		json_object_array_add(a, e);
-	}
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		json_object_array_add(a, model_json(sched__s.models[i]));
 	json_put(o, "models", a);
 	g = json_object_new_array();
 	for (int i = 0; i < vram_count(); i++) {
@@ -114,48 +126,55 @@ struct json_object *sched_admin_models(void)
 	return o;
 }
 
+/* ---- operator actions ---- */
+
+static int admin_start(struct mstate *m, struct err *err)
+{
+	int gpu;
+
+	m->held = 0;
+	m->cooldown_until_ms = m->retry_at_ms = 0;
+	m->failures = 0;
+	if (m->nrunners >= m->model->max_instances)
+		return 0;
+	gpu = sched__place(sched__need(m));
+	if (gpu < 0) {
+		err_set(err, ERR_FULL, "not enough free GPU memory for %s", m->model->id);
+		return -1;
+	}
+	sched__start_runner(m, gpu, sched__need(m));
+	return 0;
+}
+
 int sched_admin_action(const char *model_id, const char *action, struct err *err)
 {
 	struct mstate *m = sched__mstate_of(model_id);
+	int stop;
 
 	if (m == NULL) {
 		err_set(err, ERR_NOT_FOUND, "no model \"%s\"", model_id);
 		return -1;
 	}
 	log_info("operator action=%s model=%s", action, model_id);
-	if (strcmp(action, "start") == 0) {
-		int gpu = vram_pick(sched__need(m));
-		m->held = 0;
-		m->cooldown_until_ms = m->retry_at_ms = 0;
-		m->failures = 0;
-		if (m->nrunners >= m->model->max_instances)
-			return 0;
-		if (gpu < 0) {
-			err_set(err, ERR_FULL, "not enough free GPU memory for %s", model_id);
-			return -1;
-		}
-		sched__start_runner(m, gpu, sched__need(m));
-		return 0;
+	if (strcmp(action, "start") == 0)
+		return admin_start(m, err);
+	if (strcmp(action, "stop") != 0 && strcmp(action, "drain") != 0) {
+		err_set(err, ERR_INVALID, "action: expected start, stop or drain");
+		return -1;
 	}
-	if (strcmp(action, "stop") == 0 || strcmp(action, "drain") == 0) {
-		m->held = 1;
-		for (struct runner *r = m->runners, *next; r; r = next) {
-			next = r->next;
-			if (r->state == RUNNER_STARTING && strcmp(action, "stop") == 0)
-				runner_stop(r, "operator stop");
-			else
-				runner_drain(r, strcmp(action, "stop") == 0 ? "operator stop" : "operator drain");
-		}
-		return 0;
+	stop = strcmp(action, "stop") == 0;
+	m->held = 1;
+	for (struct srunner *sr = m->runners, *next; sr; sr = next) {
+		next = sr->next;
+		if (sr->r->state == RUNNER_STARTING && stop)
+			runner_stop(sr->r, "operator stop");
+		else
+			runner_drain(sr->r, stop ? "operator stop" : "operator drain");
 	}
-	err_set(err, ERR_INVALID, "action: expected start, stop or drain");
-	return -1;
+	return 0;
 }
 
-/* ---- registry reload ---- */
-
-static struct registry *old_regs[64]; /* earlier versions: jobs in flight still use them */
-static size_t nold;
+/* ---- the registry: model states and tiers ---- */
 
 static int same_strv(char **a, size_t na, char **b, size_t nb)
 {
@@ -180,7 +199,7 @@ static int same_definition(const struct reg_model *a, const struct reg_model *b)
 
 	free(wa);
 	free(wb);
-	return same && a->runtime == b->runtime && same_str(a->url, b->url) &&
+	return same && a->runtime == b->runtime && same_strv(a->urls, a->nurls, b->urls, b->nurls) &&
 	       same_str(a->image, b->image) && a->gpu_memory == b->gpu_memory &&
 	       same_strv(a->command, a->ncommand, b->command, b->ncommand) &&
 	       same_strv(a->env, a->nenv, b->env, b->nenv);
@@ -188,95 +207,220 @@ static int same_definition(const struct reg_model *a, const struct reg_model *b)
 
 static void drain_all(struct mstate *m, const char *why)
 {
-	for (struct runner *r = m->runners, *next; r; r = next) {
-		next = r->next;
-		runner_drain(r, why);
+	for (struct srunner *sr = m->runners, *next; sr; sr = next) {
+		next = sr->next;
+		runner_drain(sr->r, why);
 	}
 }
 
-/* Queued jobs of a model that left the registry go to the new route of their tier. */
-static void reroute(struct mstate *m)
+static struct mstate *find_state(struct mstate **v, size_t n, const char *id)
 {
-	while (m->head) {
-		struct sjob *sj = m->head;
-		const struct reg_function *fn = registry_function(server.reg, sj->fn->name);
-		int q = fn ? registry_quality_index(fn, sj->job->quality) : -1;
-		const struct reg_model *to = q >= 0 ? sched__route(fn, q) : NULL;
-
-		sched__queue_remove(m, sj);
-		if (to == NULL || sched__mstate_of(to->id) == NULL) {
-			sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, "model removed by a reload");
-			continue;
-		}
-		sj->fn = fn;
-		sj->quality = q;
-		job_set_str(&sj->job->model_id, to->id);
-		sched__queue_push(sched__mstate_of(to->id), sj);
-		sched__set_state(sj, JOB_QUEUED);
-	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i] && !v[i]->retired && strcmp(v[i]->model->id, id) == 0)
+			return v[i];
+	return NULL;
 }
 
-int sched_reload(struct registry *next)
+static struct tier *find_tier(struct tier **v, size_t n, const char *fn, const char *q)
 {
-	size_t n = registry_model_count(next), total = n;
-	struct mstate *nm;
+	for (size_t i = 0; i < n; i++)
+		if (v[i] && strcmp(v[i]->fn->name, fn) == 0 &&
+		    strcmp(v[i]->fn->qualities[v[i]->quality].key, q) == 0)
+			return v[i];
+	return NULL;
+}
 
-	if (nold == sizeof old_regs / sizeof old_regs[0]) {
-		log_error("reload refused: too many registry versions still in use");
-		return -1;
-	}
-	for (size_t i = 0; i < sched__nmodels; i++)
-		if (registry_model(next, sched__models[i].model->id) == NULL && sched__models[i].nrunners > 0)
-			total++;
-	nm = xcalloc(total ? total : 1, sizeof *nm);
-	for (size_t i = 0; i < n; i++) {
-		const struct reg_model *m = registry_model_at(next, i);
-		struct mstate *old = sched__mstate_of(m->id);
-		if (old) {
-			nm[i] = *old;
-			if (!same_definition(old->model, m))
-				drain_all(&nm[i], "the registry changed this model");
-			old->model = NULL; /* taken */
-		}
-		nm[i].model = m;
-		nm[i].retired = 0;
-	}
-	/* Models that left: their runners drain; they stay listed until gone. */
-	for (size_t i = 0, k = n; i < sched__nmodels; i++) {
-		if (sched__models[i].model == NULL)
-			continue;
-		if (sched__models[i].nrunners > 0) {
-			nm[k] = sched__models[i];
-			nm[k].retired = nm[k].held = 1;
-			drain_all(&nm[k], "model removed from the registry");
-			k++;
-		}
-	}
-	old_regs[nold++] = server.reg;
-	server.reg = next;
-	{
-		struct mstate *gone = sched__models;
-		size_t ngone = sched__nmodels;
-		sched__models = nm;
-		sched__nmodels = total;
-		for (size_t i = 0; i < ngone; i++)
-			if (gone[i].model && gone[i].head) {
-				/* A removed model without runners: reroute its queue now. */
-				struct mstate tmp = gone[i];
-				reroute(&tmp);
+/* The tiers of reg, reusing old ones (and their queues) by function and quality key. */
+static void build_tiers(struct registry *reg, struct tier **old, size_t nold)
+{
+	size_t n = 0, cap = 0;
+
+	sched__s.tiers = NULL;
+	for (size_t f = 0; f < registry_function_count(reg); f++) {
+		const struct reg_function *fn = registry_function_at(reg, f);
+		for (size_t q = 0; q < fn->nqualities; q++) {
+			struct tier *t = find_tier(old, nold, fn->name, fn->qualities[q].key);
+			const struct reg_model *const *v;
+			size_t nm = registry_route(reg, fn, (int)q, &v);
+
+			for (size_t i = 0; t && i < nold; i++)
+				if (old[i] == t)
+					old[i] = NULL; /* taken */
+			if (t == NULL)
+				t = xcalloc(1, sizeof *t);
+			t->fn = fn;
+			t->quality = (int)q;
+			free(t->models);
+			t->models = xcalloc(nm ? nm : 1, sizeof *t->models);
+			t->nmodels = 0;
+			for (size_t i = 0; i < nm; i++) {
+				struct mstate *m = sched__mstate_of(v[i]->id);
+				if (m) {
+					t->models[t->nmodels++] = m;
+					m->tier = t;
+				}
 			}
-		free(gone);
+			if (n == cap) {
+				cap = cap ? cap * 2 : 8;
+				sched__s.tiers = xrealloc(sched__s.tiers, cap * sizeof *sched__s.tiers);
+			}
+			sched__s.tiers[n++] = t;
+		}
 	}
-	for (size_t i = n; i < sched__nmodels; i++)
-		reroute(&sched__models[i]);
-	log_info("registry reloaded models=%zu retired=%zu", n, total - n);
-	sched__pump();
-	return 0;
+	sched__s.ntiers = n;
 }
 
-void sched_free_old_registries(void)
+/* The model states of reg: kept by id (drained when their definition changed), or new. */
+static struct mstate **build_states(struct registry *reg, size_t *count)
 {
-	for (size_t i = 0; i < nold; i++)
-		registry_free(old_regs[i]);
-	nold = 0;
+	size_t n = registry_model_count(reg);
+	struct mstate **v = xcalloc(n + sched__s.nmodels + 1, sizeof *v);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct reg_model *rm = registry_model_at(reg, i);
+		struct mstate *m = find_state(sched__s.models, sched__s.nmodels, rm->id);
+
+		if (m == NULL) {
+			m = xcalloc(1, sizeof *m);
+		} else {
+			for (size_t k = 0; k < sched__s.nmodels; k++)
+				if (sched__s.models[k] == m)
+					sched__s.models[k] = NULL; /* taken */
+			if (!same_definition(m->model, rm))
+				drain_all(m, "the registry changed this model");
+		}
+		m->model = rm;
+		m->tier = NULL;
+		v[i] = m;
+	}
+	*count = n;
+	return v;
+}
+
+/* Models that left the registry: kept (retired) while their runners drain. */
+static void retire_left(struct mstate **v, size_t *count, struct mstate **old, size_t nold)
+{
+	for (size_t i = 0; i < nold; i++) {
+		struct mstate *m = old[i];
+		if (m == NULL)
+			continue;
+		if (m->nrunners == 0 && m->q.n == 0) {
+			free(m);
+			continue;
+		}
+		if (!m->retired)
+			drain_all(m, "model removed from the registry");
+		m->retired = m->held = 1;
+		m->tier = NULL;
+		v[(*count)++] = m;
+	}
+}
+
+/* Queued jobs of gone models or tiers go where their tier now routes them. */
+static void reroute_queue(struct squeue *q, const char *why)
+{
+	while (q->head) {
+		struct sjob *sj = q->head;
+		const struct reg_function *fn = registry_function(sched__s.reg, sj->fn->name);
+		int qi = fn ? registry_quality_index(fn, sj->job->quality) : -1;
+
+		if (qi < 0) {
+			sched__dequeue(sj);
+			sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
+			continue;
+		}
+		registry_unref(sj->reg);
+		sj->reg = registry_ref(sched__s.reg);
+		sj->fn = fn;
+		sj->quality = qi;
+		sched__move(sj, NULL, why);
+	}
+}
+
+/* Queued jobs keep waiting where they are, now described by the new registry. */
+static void adopt_queue(struct squeue *q)
+{
+	for (struct sjob *sj = q->head; sj; sj = sj->next) {
+		const struct reg_function *fn = registry_function(sched__s.reg, sj->fn->name);
+		int qi = fn ? registry_quality_index(fn, sj->job->quality) : -1;
+		if (qi < 0)
+			continue; /* rerouted below */
+		registry_unref(sj->reg);
+		sj->reg = registry_ref(sched__s.reg);
+		sj->fn = fn;
+		sj->quality = qi;
+	}
+}
+
+void sched__build_models(struct registry *reg)
+{
+	struct mstate **old = sched__s.models, **v;
+	struct tier **old_tiers = sched__s.tiers;
+	size_t nold = sched__s.nmodels, ntiers_old = sched__s.ntiers, n;
+
+	v = build_states(reg, &n);
+	retire_left(v, &n, old, nold);
+	free(old);
+	sched__s.models = v;
+	sched__s.nmodels = n;
+	for (size_t i = 0; i < n; i++)
+		v[i]->index = (int)i;
+	build_tiers(reg, old_tiers, ntiers_old);
+	for (size_t i = 0; i < sched__s.ntiers; i++)
+		adopt_queue(&sched__s.tiers[i]->q);
+	for (size_t i = 0; i < n; i++)
+		adopt_queue(&v[i]->q);
+	/* What waits for a model or tier that left goes where its tier routes now. */
+	for (size_t i = 0; i < n; i++)
+		if (v[i]->retired)
+			reroute_queue(&v[i]->q, "model removed by a reload");
+	for (size_t i = 0; i < ntiers_old; i++)
+		if (old_tiers[i]) {
+			reroute_queue(&old_tiers[i]->q, "quality removed by a reload");
+			free(old_tiers[i]->models);
+			free(old_tiers[i]);
+		}
+	free(old_tiers);
+}
+
+void sched_reload(struct registry *next)
+{
+	struct registry *prev = sched__s.reg;
+
+	sched__s.reg = registry_ref(next);
+	sched__build_models(next);
+	registry_unref(prev);
+	log_info("registry reloaded models=%zu", registry_model_count(next));
+	sched__pump();
+}
+
+/* A retired model whose last runner is gone leaves (its registry may go with it). */
+void sched__forget_model(struct mstate *m)
+{
+	size_t k = 0;
+
+	if (!m->retired || m->nrunners > 0 || m->q.n > 0)
+		return;
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		if (sched__s.models[i] != m)
+			sched__s.models[k++] = sched__s.models[i];
+	sched__s.nmodels = k;
+	for (size_t i = 0; i < k; i++)
+		sched__s.models[i]->index = (int)i;
+	free(m);
+}
+
+void sched__free_models(void)
+{
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		free(sched__s.models[i]);
+	for (size_t i = 0; i < sched__s.ntiers; i++) {
+		free(sched__s.tiers[i]->models);
+		free(sched__s.tiers[i]);
+	}
+	free(sched__s.models);
+	free(sched__s.tiers);
+	sched__s.models = NULL;
+	sched__s.tiers = NULL;
+	sched__s.nmodels = sched__s.ntiers = 0;
 }

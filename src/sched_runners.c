@@ -1,8 +1,13 @@
 /*
- * sched_runners.c - the scheduler's runners: starting them, fitting them
- * into GPU memory, evicting idle ones to make room, moving waiting jobs to
- * a fallback, failures and cooldown, and the runner callbacks (ready,
- * gone), release, measure and idle timers.
+ * sched_runners.c - the pump and the runners: hands queued jobs to idle
+ * runners, starts runners where placement says (placement.h), stops idle
+ * ones to make room or after their idle time, moves jobs to a fallback,
+ * and keeps count of failures (backoff, then a rest) from what runners
+ * report about themselves (ready, gone).
+ *
+ * The pump runs once per loop turn when something changed (sched__pump),
+ * before the turn's commit, and when pump_timer fires (a backoff or an
+ * idle deadline is due).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,63 +15,23 @@
 
 #include "estimate.h"
 #include "job.h"
-#include "json.h"
 #include "log.h"
+#include "placement.h"
 #include "registry.h"
 #include "runner.h"
-#include "scheduler.h"
 #include "scheduler_internal.h"
 #include "server.h"
 #include "util.h"
 #include "vram.h"
 
-#define FAILURES_MAX 3         /* consecutive failures before a model rests */
-#define COOLDOWN_MS 30000      /* a model that keeps failing rests this long */
-#define AGING_MS 30000         /* a job waiting this long may evict a busy model's idle runner */
+#define COOLDOWN_MS 30000 /* a model that keeps failing rests this long */
+#define AGING_MS 30000    /* a job waiting this long may evict a busy model's idle runner */
+#define WAIT_TEXT "Waiting for resources to free up"
+#define POSITIONS_MS 200  /* queue places are told at most this often per queue */
 
-static void start_failure(struct mstate *m, const char *why);
-static void fall_back(struct mstate *m, const char *why);
-
-/* ---- runners ---- */
-
-static struct runner *idle_runner(struct mstate *m)
+static int64_t scaled(int64_t ms)
 {
-	for (struct runner *r = m->runners; r; r = r->next)
-		if (r->state == RUNNER_READY && r->job == NULL)
-			return r;
-	return NULL;
-}
-
-static void on_idle_timeout(uv_timer_t *t)
-{
-	struct runner *r = t->data;
-	struct mstate *m = sched__mstate_of(r->model_id);
-
-	if (r->state == RUNNER_READY && r->job == NULL && m && m->nrunners > m->model->min_instances)
-		runner_stop(r, "idle");
-}
-
-static void arm_idle(struct runner *r)
-{
-	uint64_t ms = (uint64_t)(r->model->idle_timeout_ms * server.cfg.time_scale);
-
-	if (!r->external)
-		uv_timer_start(&r->timer, on_idle_timeout, ms ? ms : 1, 0);
-}
-
-static void dispatch(struct mstate *m, struct runner *r)
-{
-	struct sjob *sj = m->head;
-	char pid[96];
-
-	sched__queue_remove(m, sj);
-	sj->runner = r;
-	snprintf(pid, sizeof pid, "%s-%d", sj->job->id, sj->job->attempt);
-	job_set_str(&sj->job->runner_id, r->id);
-	job_set_str(&sj->job->remote_prompt_id, pid);
-	job_set_str(&sj->job->remote_url, r->base_url);
-	sched__set_state(sj, JOB_PREPARING);
-	runner_assign(r, sj);
+	return (int64_t)((double)ms * server.cfg.time_scale);
 }
 
 int64_t sched__need(const struct mstate *m)
@@ -74,194 +39,536 @@ int64_t sched__need(const struct mstate *m)
 	return m->measured > 0 ? m->measured : m->model->gpu_memory;
 }
 
-void sched__start_runner(struct mstate *m, int gpu, int64_t bytes)
-{
-	struct runner *r = runner_start(m->model, gpu);
+/* ---- the placement snapshot ---- */
 
-	if (r == NULL) {
-		start_failure(m, "the model server could not be started");
-		return;
+struct snap {
+	struct pl_snapshot s;
+	struct pl_model *models;
+	struct pl_runner *runners;
+	struct srunner **srs;      /* runners[i] is srs[i] */
+	struct pl_gpu gpus[VRAM_MAX_GPUS];
+};
+
+static int startable(const struct mstate *m, int64_t now)
+{
+	return m->model->enabled && !m->held && !m->retired && !server.stopping &&
+	       now >= m->retry_at_ms;
+}
+
+static size_t waiting_for(const struct mstate *m, int64_t *oldest)
+{
+	size_t n = m->q.n;
+
+	*oldest = m->q.head ? m->q.head->queued_at_ms : 0;
+	if (m->tier && m->tier->q.head) {
+		n += m->tier->q.n;
+		if (*oldest == 0 || m->tier->q.head->queued_at_ms < *oldest)
+			*oldest = m->tier->q.head->queued_at_ms;
 	}
-	vram_reserve(gpu, bytes);
-	r->reserved = bytes;
-	r->next = m->runners;
-	m->runners = r;
-	m->nrunners++;
-	m->nstarting++;
-}
-
-/* Tells the head job why it waits (published once per change). */
-static void waiting_for(struct mstate *m, const char *why)
-{
-	struct sjob *sj = m->head;
-
-	if (sj == NULL || (sj->job->message && strcmp(sj->job->message, why) == 0))
-		return;
-	job_set_str(&sj->job->message, why);
-	sched__publish(sj, "state");
-}
-
-/* An idle runner of another model that may be stopped to make room. */
-static int evictable(const struct runner *r, const struct mstate *owner, int aged)
-{
-	if (r->state != RUNNER_READY || r->job != NULL || r->external)
-		return 0;
-	/* Anti-thrash: a model with work waiting keeps its runner unless we aged. */
-	return aged || (owner->head == NULL && owner->nrunners > owner->model->min_instances);
-}
-
-/* GPU memory held by runners that are stopping: it comes back soon. */
-static int64_t returning(int gpu)
-{
-	int64_t n = 0;
-
-	for (size_t i = 0; i < sched__nmodels; i++)
-		for (struct runner *r = sched__models[i].runners; r; r = r->next)
-			if (r->gpu == gpu && r->state == RUNNER_STOPPING)
-				n += r->reserved;
 	return n;
 }
 
-/* Victims on gpu g, lowest model priority first, then least recently used. */
-static size_t victims_on(int g, const struct mstate *m, int aged, struct runner **v, size_t max)
+static int pl_state(const struct srunner *sr)
 {
-	size_t nv = 0;
+	switch (sr->r->state) {
+	case RUNNER_STARTING:
+		return PL_STARTING;
+	case RUNNER_READY:
+		return sr->job ? PL_BUSY : PL_IDLE;
+	case RUNNER_STOPPING:
+	case RUNNER_FAILED:
+		return PL_STOPPING;
+	default:
+		return PL_BUSY;
+	}
+}
 
-	for (size_t i = 0; i < sched__nmodels; i++)
-		for (struct runner *r = sched__models[i].runners; r && nv < max; r = r->next)
-			if (&sched__models[i] != m && r->gpu == g && evictable(r, &sched__models[i], aged))
-				v[nv++] = r;
-	for (size_t i = 1; i < nv; i++)
-		for (size_t k = i; k > 0; k--) {
-			struct runner *a = v[k - 1], *b = v[k];
-			if (a->model->priority < b->model->priority ||
-			    (a->model->priority == b->model->priority && a->last_used_ms <= b->last_used_ms))
-				break;
-			v[k - 1] = b;
-			v[k] = a;
+static void model_entry(struct pl_model *pm, const struct mstate *m, int64_t now)
+{
+	const struct reg_model *rm = m->model;
+
+	pm->need = sched__need(m);
+	pm->priority = rm->priority;
+	pm->min_instances = rm->min_instances;
+	pm->max_instances = rm->max_instances;
+	pm->startable = startable(m, now);
+	pm->resting = m->cooldown_until_ms > now;
+	pm->waiting = waiting_for(m, &pm->oldest_wait_ms);
+	pm->weight = rm->weight;
+	pm->weight_set = rm->weight_set;
+	pm->fallback = -1;
+	if (rm->fallback) {
+		struct mstate *f = sched__mstate_of(rm->fallback->id);
+		pm->fallback = f ? f->index : -1;
+	}
+}
+
+static void snap_build(struct snap *sn)
+{
+	int64_t now = util_now_ms();
+	size_t nr = 0, k = 0;
+
+	memset(sn, 0, sizeof *sn);
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		nr += (size_t)sched__s.models[i]->nrunners;
+	sn->models = xcalloc(sched__s.nmodels + 1, sizeof *sn->models);
+	sn->runners = xcalloc(nr + 1, sizeof *sn->runners);
+	sn->srs = xcalloc(nr + 1, sizeof *sn->srs);
+	for (size_t i = 0; i < sched__s.nmodels; i++) {
+		struct mstate *m = sched__s.models[i];
+		m->index = (int)i;
+		model_entry(&sn->models[i], m, now);
+		for (struct srunner *sr = m->runners; sr && k < nr; sr = sr->next, k++) {
+			sn->runners[k] = (struct pl_runner){
+				.model = (int)i, .gpu = sr->gpu, .state = pl_state(sr),
+				.reserved = sr->reserved, .last_used_ms = sr->r->last_used_ms,
+				.external = sr->m->model->runtime == REG_RUNTIME_EXTERNAL};
+			sn->srs[k] = sr;
 		}
-	return nv;
+	}
+	for (int g = 0; g < vram_count() && g < VRAM_MAX_GPUS; g++)
+		sn->gpus[g] = (struct pl_gpu){vram_gpu(g)->budget, vram_gpu(g)->reserved};
+	sn->s = (struct pl_snapshot){sn->models, sched__s.nmodels, sn->runners, k, sn->gpus,
+				     vram_count(), now, scaled(AGING_MS)};
+}
+
+static void snap_free(struct snap *sn)
+{
+	free(sn->models);
+	free(sn->runners);
+	free(sn->srs);
+}
+
+/* ---- dispatch ---- */
+
+/* The idle runner of m that waited longest, or NULL. */
+static struct srunner *idle_runner(struct mstate *m)
+{
+	struct srunner *best = NULL;
+
+	for (struct srunner *sr = m->runners; sr; sr = sr->next)
+		if (sr->job == NULL && runner_idle(sr->r) &&
+		    (best == NULL || sr->r->last_used_ms < best->r->last_used_ms))
+			best = sr;
+	return best;
+}
+
+/* The job m should take next: its own queue's head or its tier's, whichever is first. */
+static struct sjob *next_job(struct mstate *m)
+{
+	struct sjob *a = m->q.head, *b = m->tier ? m->tier->q.head : NULL;
+
+	if (a == NULL || b == NULL)
+		return a ? a : b;
+	if (a->job->priority != b->job->priority)
+		return a->job->priority > b->job->priority ? a : b;
+	return a->order < b->order ? a : b;
+}
+
+/* Hands queued jobs to idle runners, round robin over the tier's models. */
+static void dispatch_tier(struct tier *t)
+{
+	int progress = 1;
+
+	while (progress && t->nmodels > 0) {
+		progress = 0;
+		for (size_t k = 0; k < t->nmodels; k++) {
+			struct mstate *m = t->models[(t->rr + k) % t->nmodels];
+			struct srunner *sr = idle_runner(m);
+			struct sjob *sj = sr ? next_job(m) : NULL;
+			if (sj == NULL)
+				continue;
+			sched__dispatch(sj, sr);
+			progress = 1;
+		}
+		t->rr++;
+	}
+}
+
+/* Models outside any tier (quality auto) serve only jobs pinned to them. */
+static void dispatch_untiered(struct mstate *m)
+{
+	struct srunner *sr;
+
+	while (m->q.head && (sr = idle_runner(m)) != NULL)
+		sched__dispatch(m->q.head, sr);
+}
+
+/* ---- starting runners ---- */
+
+static const char *configdir(char *out, size_t n)
+{
+	const char *slash;
+
+	snprintf(out, n, "%s", server.cfg.config_path ? server.cfg.config_path : ".");
+	slash = strrchr(out, '/');
+	if (slash)
+		out[slash - out] = '\0';
+	else
+		snprintf(out, n, ".");
+	return out;
+}
+
+/* The first of the model's URLs no runner of it uses (external), or -1. */
+static int free_url(const struct mstate *m)
+{
+	for (size_t i = 0; i < m->model->nurls; i++) {
+		int used = 0;
+		for (const struct srunner *sr = m->runners; sr; sr = sr->next)
+			used |= sr->url == (int)i;
+		if (!used)
+			return (int)i;
+	}
+	return -1;
+}
+
+struct srunner *sched__start_runner(struct mstate *m, int gpu, int64_t bytes)
+{
+	struct srunner *sr = xcalloc(1, sizeof *sr);
+	char logs[4096], runs[4096], outs[4096], conf[4096];
+	struct runner_env env = {.logs_dir = logs, .runs_dir = runs, .out_root = outs,
+				 .bindir = server.cfg.bindir, .configdir = configdir(conf, sizeof conf),
+				 .time_scale = server.cfg.time_scale,
+				 .stop_grace_ms = server.cfg.stop_grace_ms};
+	struct err e = {0};
+	int url = m->model->runtime == REG_RUNTIME_EXTERNAL ? free_url(m) : -1;
+
+	snprintf(logs, sizeof logs, "%s", server_path("logs"));
+	snprintf(runs, sizeof runs, "%s", server_path("runs"));
+	snprintf(outs, sizeof outs, "%s", server_path("outputs"));
+	sr->m = m;
+	sr->gpu = gpu;
+	sr->url = url;
+	sr->r = runner_start(m->model, gpu, url >= 0 ? m->model->urls[url] : NULL, &env,
+			     &sched__runner_cbs, sr, &e);
+	if (sr->r == NULL) {
+		free(sr);
+		sched__start_failed(m, e.msg);
+		return NULL;
+	}
+	sr->reg = registry_ref(sched__s.reg);
+	sr->reserved = bytes;
+	vram_reserve(gpu, bytes);
+	sr->next = m->runners;
+	m->runners = sr;
+	m->nrunners++;
+	m->nstarting++;
+	sr->starting = 1;
+	server.runners_started++;
+	return sr;
+}
+
+/* Tells the head job why it waits (published once per change). */
+static void say_waiting(struct sjob *sj)
+{
+	if (sj == NULL || sj->waiting != NULL)
+		return;
+	sj->waiting = WAIT_TEXT;
+	sched__publish(sj, "state");
+}
+
+/* The head job of m moves to the fallback f, which can serve it now. */
+static void move_head_to(struct mstate *m, struct sjob *sj, struct mstate *f)
+{
+	sched__add_tried(sj->job, m->model->id);
+	sched__note_fallback(sj, f->model);
+	log_info("job moved to a fallback that fits job=%s from=%s to=%s", sj->job->id,
+		 m->model->id, f->model->id);
+	sched__move(sj, f, "fallback that fits");
 }
 
 /*
- * Finds a GPU where stopping idle runners frees `bytes`, and stops just
- * enough of them. Returns 1 when room is being made, 0 when nothing can be
- * evicted now (busy runners are never touched).
+ * Acts on placement's plan for one more runner of m. Returns 1 when a
+ * runner starts or room is being made, 0 when nothing more can be done.
  */
-static int make_room(struct mstate *m, int64_t bytes)
+static int apply(struct snap *sn, struct mstate *m, struct sjob *head)
 {
-	int aged = m->head && util_now_ms() - m->head->queued_at_ms >=
-				      (int64_t)(AGING_MS * server.cfg.time_scale);
+	struct pl_plan p;
 
-	for (int g = 0; g < vram_count(); g++) {
-		struct runner *v[64];
-		size_t nv = victims_on(g, m, aged, v, 64);
-		int64_t avail = vram_free(g) + returning(g), could = avail;
-
-		for (size_t i = 0; i < nv; i++)
-			could += v[i]->reserved;
-		if (could < bytes)
-			continue;
-		for (size_t i = 0; i < nv && avail < bytes; i++) {
-			log_info("evicting runner=%s model=%s for model=%s need_mb=%lld", v[i]->id,
-				 v[i]->model_id, m->model->id, (long long)(bytes >> 20));
-			avail += v[i]->reserved;
-			runner_stop(v[i], "evicted to make room");
+	pl_plan(&sn->s, m->index, &p);
+	switch (p.action) {
+	case PL_START:
+		return sched__start_runner(m, p.gpu, sched__need(m)) != NULL;
+	case PL_EVICT:
+		for (size_t i = 0; i < p.nvictims; i++) {
+			struct srunner *v = sn->srs[p.victims[i]];
+			log_info("evicting runner=%s model=%s for model=%s need_mb=%lld", v->r->id,
+				 v->m->model->id, m->model->id, (long long)(sched__need(m) >> 20));
+			runner_stop(v->r, "evicted to make room");
 		}
-		return 1;
+		return 0; /* m starts when the memory is back (on_gone pumps) */
+	case PL_FALLBACK:
+		if (head)
+			move_head_to(m, head, sched__s.models[p.fallback]);
+		return 0;
+	case PL_NEVER:
+		sched__fall_back(m, "needs more GPU memory than any GPU has");
+		return 0;
+	default:
+		say_waiting(head);
+		return 0;
 	}
-	return 0;
 }
 
-/* The head job moves to the fallback when that fits now and this model cannot. */
-static int fallback_fits(struct mstate *m)
+/* Runners for the jobs pinned to m. */
+static void start_pinned(struct mstate *m)
 {
-	const struct reg_model *fb = m->model->fallback;
-	struct mstate *f = fb ? sched__mstate_of(fb->id) : NULL;
-	struct sjob *sj = m->head;
+	struct snap sn;
 
-	if (f == NULL || sj == NULL || m->nrunners > 0 ||
-	    (vram_pick(sched__need(f)) < 0 && idle_runner(f) == NULL))
-		return 0;
-	sched__queue_remove(m, sj);
-	sched__add_tried(sj->job, m->model->id);
-	sched__note_fallback(sj, m->model, fb);
-	job_set_str(&sj->job->model_id, fb->id);
-	log_info("job moved to a fallback that fits job=%s from=%s to=%s", sj->job->id,
-		 m->model->id, fb->id);
-	sched__queue_push(f, sj);
-	sched__set_state(sj, JOB_QUEUED);
-	sched__pump();
+	while (m->q.n > (size_t)m->nstarting && m->nrunners < m->model->max_instances &&
+	       startable(m, util_now_ms())) {
+		int more;
+		snap_build(&sn);
+		more = apply(&sn, m, m->q.head);
+		snap_free(&sn);
+		if (!more)
+			return;
+	}
+}
+
+/* Starting runners of t's models not claimed by their pinned jobs. */
+static size_t spare_starting(const struct tier *t)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->nmodels; i++)
+		if ((size_t)t->models[i]->nstarting > t->models[i]->q.n)
+			n += (size_t)t->models[i]->nstarting - t->models[i]->q.n;
+	return n;
+}
+
+/* 1 when no model of t can ever take its jobs now (all resting, or too big). */
+static int tier_dead(const struct snap *sn, const struct tier *t)
+{
+	for (size_t i = 0; i < t->nmodels; i++) {
+		const struct pl_model *pm = &sn->models[t->models[i]->index];
+		if (!pm->resting && pl_could_fit(&sn->s, pm->need) && t->models[i]->model->enabled)
+			return 0;
+	}
 	return 1;
 }
 
-void sched__pump_model(struct mstate *m)
+/* Runners for the jobs any model of t may run. */
+static void start_unpinned(struct tier *t)
 {
-	struct runner *r;
-	int64_t bytes;
-	int want, gpu;
+	while (t->q.n > spare_starting(t)) {
+		struct snap sn;
+		int idx[64], m, more;
+		size_t n = 0;
 
-	while (m->head && (r = idle_runner(m)) != NULL)
-		dispatch(m, r);
-	if (server.stopping || m->held || !m->model->enabled || util_now_ms() < m->retry_at_ms)
+		snap_build(&sn);
+		for (size_t i = 0; i < t->nmodels && n < 64; i++)
+			idx[n++] = t->models[i]->index;
+		if (tier_dead(&sn, t)) {
+			snap_free(&sn);
+			sched__fall_back(t->models[0], "no model of this quality can run now");
+			return;
+		}
+		m = pl_pick_start(&sn.s, idx, n);
+		more = m >= 0 && apply(&sn, sched__s.models[m], t->q.head);
+		snap_free(&sn);
+		if (!more)
+			return;
+	}
+}
+
+int sched__place(int64_t bytes)
+{
+	struct snap sn;
+	int gpu;
+
+	snap_build(&sn);
+	gpu = pl_place(&sn.s, bytes);
+	snap_free(&sn);
+	return gpu;
+}
+
+/* min_instances: runners kept warm without jobs. */
+static void keep_minimum(struct mstate *m)
+{
+	while (m->nrunners < m->model->min_instances && startable(m, util_now_ms())) {
+		int gpu = sched__place(sched__need(m));
+
+		if (gpu < 0 || sched__start_runner(m, gpu, sched__need(m)) == NULL)
+			return;
+	}
+}
+
+/* ---- live queue places ---- */
+
+/*
+ * Watchers of queued jobs hear their new place when jobs ahead leave: at
+ * most every POSITIONS_MS per queue, since telling costs a walk of the
+ * queue (and nothing when nobody watches anything).
+ */
+static void publish_positions(int64_t now)
+{
+	int watching = sched__s.hooks.watching && sched__s.hooks.watching();
+
+	if (now - sched__s.positions_ms < POSITIONS_MS)
 		return;
-	want = m->nrunners < m->model->min_instances ||
-	       ((int64_t)m->nqueued > m->nstarting && m->nrunners < m->model->max_instances);
-	if (!want)
-		return;
-	bytes = sched__need(m);
-	if (!vram_could_fit(bytes)) {
-		fall_back(m, "needs more GPU memory than any GPU has");
+	sched__s.positions_ms = now;
+	for (size_t i = 0; i < sched__s.ntiers; i++) {
+		struct tier *t = sched__s.tiers[i];
+		if (t->positions_dirty && watching)
+			sched__publish_positions(&t->q);
+		t->positions_dirty = 0;
+	}
+	for (size_t i = 0; i < sched__s.nmodels; i++) {
+		struct mstate *m = sched__s.models[i];
+		if (m->positions_dirty && watching)
+			sched__publish_positions(&m->q);
+		m->positions_dirty = 0;
+	}
+}
+
+static int positions_due(void)
+{
+	for (size_t i = 0; i < sched__s.ntiers; i++)
+		if (sched__s.tiers[i]->positions_dirty)
+			return 1;
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		if (sched__s.models[i]->positions_dirty)
+			return 1;
+	return 0;
+}
+
+/* ---- idle stops and the timer ---- */
+
+static int64_t idle_deadline(const struct srunner *sr)
+{
+	return sr->r->last_used_ms + scaled(sr->m->model->idle_timeout_ms);
+}
+
+/* Stops runners idle past their model's idle_timeout, above min_instances. */
+static void stop_idle(struct mstate *m, int64_t now)
+{
+	int live = m->nrunners;
+
+	for (struct srunner *sr = m->runners; sr; sr = sr->next) {
+		if (live <= m->model->min_instances)
+			return;
+		if (sr->job || !runner_idle(sr->r) || m->model->runtime == REG_RUNTIME_EXTERNAL ||
+		    idle_deadline(sr) > now)
+			continue;
+		runner_stop(sr->r, "idle");
+		live--;
+	}
+}
+
+/* The next moment the pump has something to do by itself, or -1. */
+static int64_t next_deadline(void)
+{
+	int64_t next = positions_due() ? sched__s.positions_ms + POSITIONS_MS : -1;
+
+	for (size_t i = 0; i < sched__s.nmodels; i++) {
+		const struct mstate *m = sched__s.models[i];
+		int64_t oldest;
+		if (waiting_for(m, &oldest) > 0 && m->retry_at_ms > 0 &&
+		    (next < 0 || m->retry_at_ms < next))
+			next = m->retry_at_ms;
+		if (m->model->runtime == REG_RUNTIME_EXTERNAL || m->nrunners <= m->model->min_instances)
+			continue;
+		for (const struct srunner *sr = m->runners; sr; sr = sr->next)
+			if (sr->job == NULL && runner_idle(sr->r) &&
+			    (next < 0 || idle_deadline(sr) < next))
+				next = idle_deadline(sr);
+	}
+	return next;
+}
+
+static void on_pump_timer(uv_timer_t *t)
+{
+	sched__pump();
+}
+
+static void arm_timer(void)
+{
+	int64_t next = next_deadline(), now = util_now_ms();
+
+	if (next < 0) {
+		uv_timer_stop(&sched__s.pump_timer);
 		return;
 	}
-	gpu = vram_pick(bytes);
-	if (gpu >= 0) {
-		sched__start_runner(m, gpu, bytes);
+	uv_timer_start(&sched__s.pump_timer, on_pump_timer,
+		       next > now ? (uint64_t)(next - now) + 1 : 1, 0);
+}
+
+void sched__run_pump(void)
+{
+	int64_t now = util_now_ms();
+
+	if (sched__s.reconciling)
 		return;
+	for (size_t i = 0; i < sched__s.ntiers; i++)
+		dispatch_tier(sched__s.tiers[i]);
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		if (sched__s.models[i]->tier == NULL)
+			dispatch_untiered(sched__s.models[i]);
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		stop_idle(sched__s.models[i], now);
+	for (size_t i = 0; !server.stopping && i < sched__s.nmodels; i++)
+		start_pinned(sched__s.models[i]);
+	for (size_t i = 0; !server.stopping && i < sched__s.ntiers; i++)
+		start_unpinned(sched__s.tiers[i]);
+	for (size_t i = 0; !server.stopping && i < sched__s.nmodels; i++)
+		keep_minimum(sched__s.models[i]);
+	publish_positions(now);
+	arm_timer();
+}
+
+/* ---- falling back, failures, cooldown ---- */
+
+/* The fallback of m that serves now, as a model state, or NULL. */
+static struct mstate *fallback_of(struct mstate *m)
+{
+	struct snap sn;
+	int f;
+
+	snap_build(&sn);
+	f = pl_fallback(&sn.s, m->index, 0);
+	snap_free(&sn);
+	return f >= 0 ? sched__s.models[f] : NULL;
+}
+
+/* Moves (or fails) every job of q that waits for m. */
+static void fall_back_queue(struct mstate *m, struct squeue *q, struct mstate *fb, const char *why)
+{
+	while (q->head) {
+		struct sjob *sj = q->head;
+		sched__add_tried(sj->job, m->model->id);
+		if (fb == NULL) {
+			sched__dequeue(sj);
+			sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
+			continue;
+		}
+		sched__note_fallback(sj, fb->model);
+		log_info("job moved to fallback job=%s from=%s to=%s", sj->job->id, m->model->id,
+			 fb->model->id);
+		sched__move(sj, fb, why);
 	}
-	if (!make_room(m, bytes) && !fallback_fits(m))
-		waiting_for(m, "Waiting for resources to free up");
 }
 
 /*
- * A job moving to a fallback of another quality: the user is told, and the
- * job shows the quality it is really made at.
+ * m cannot serve (it rests, or never fits): the jobs pinned to it move to
+ * its fallback or fail; so do its tier's jobs when no other model of the
+ * tier can serve them.
  */
-void sched__note_fallback(struct sjob *sj, const struct reg_model *from, const struct reg_model *to)
+void sched__fall_back(struct mstate *m, const char *why)
 {
-	char text[300];
+	struct mstate *fb = fallback_of(m);
+	struct tier *t = m->tier;
+	struct snap sn;
+	int dead = 0;
 
-	if (to->quality < 0 || to->quality == sj->quality || to->function != sj->fn)
+	fall_back_queue(m, &m->q, fb, why);
+	if (t == NULL || t->q.n == 0)
 		return;
-	snprintf(text, sizeof text, "%s is not available right now — using %s instead",
-		 sj->fn->qualities[sj->quality].label, sj->fn->qualities[to->quality].label);
-	free(sj->notice);
-	sj->notice = xstrdup(text);
-	sj->quality = to->quality;
-	job_set_str(&sj->job->quality, sj->fn->qualities[to->quality].key);
-	(void)from;
-}
-
-/* Moves every job waiting for m to its fallback, or fails them. */
-static void fall_back(struct mstate *m, const char *why)
-{
-	const struct reg_model *fb = m->model->fallback;
-
-	while (m->head) {
-		struct sjob *sj = m->head;
-		sched__queue_remove(m, sj);
-		sched__add_tried(sj->job, m->model->id);
-		if (fb && sched__mstate_of(fb->id)) {
-			sched__note_fallback(sj, m->model, fb);
-			job_set_str(&sj->job->model_id, fb->id);
-			log_info("job moved to fallback job=%s from=%s to=%s", sj->job->id,
-				 m->model->id, fb->id);
-			sched__queue_push(sched__mstate_of(fb->id), sj);
-			sched__set_state(sj, JOB_QUEUED);
-		} else {
-			sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
-		}
-	}
+	snap_build(&sn);
+	dead = tier_dead(&sn, t);
+	snap_free(&sn);
+	if (dead)
+		fall_back_queue(m, &t->q, fb && fb->tier != t ? fb : NULL, why);
 }
 
 static void model_failed(struct mstate *m, const char *why)
@@ -269,110 +576,161 @@ static void model_failed(struct mstate *m, const char *why)
 	int64_t now = util_now_ms();
 
 	m->failures++;
-	log_warn("model failure model=%s failures=%d reason=%s", m->model->id, m->failures, log_q(why));
-	if (m->failures >= FAILURES_MAX) {
-		m->cooldown_until_ms = now + (int64_t)(COOLDOWN_MS * server.cfg.time_scale);
+	log_warn("model failure model=%s failures=%d reason=%s", m->model->id, m->failures,
+		 log_q(why));
+	if (m->failures >= SCHED_FAILURES_MAX) {
+		m->cooldown_until_ms = now + scaled(COOLDOWN_MS);
 		m->retry_at_ms = m->cooldown_until_ms;
 		log_warn("model resting model=%s cooldown_ms=%lld", m->model->id,
 			 (long long)(m->cooldown_until_ms - now));
-		fall_back(m, why);
+		sched__fall_back(m, why);
 		return;
 	}
 	/* The first failure restarts at once; then 250 ms, 500 ms, ... */
-	m->retry_at_ms = now + (m->failures > 1 ? (int64_t)((125 << m->failures) * server.cfg.time_scale) : 0);
-	if (m->retry_at_ms > now)
-		uv_timer_start(&sched__pump_timer, sched__on_pump, (uint64_t)(m->retry_at_ms - now) + 1, 0);
+	m->retry_at_ms = now + (m->failures > 1 ? scaled(125LL << m->failures) : 0);
 }
 
-static void start_failure(struct mstate *m, const char *why)
+void sched__start_failed(struct mstate *m, const char *why)
 {
 	/* A model with a fallback does not keep its users waiting on retries. */
-	if (m->model->fallback && m->failures + 1 < FAILURES_MAX) {
+	if (m->model->fallback && m->failures + 1 < SCHED_FAILURES_MAX) {
 		m->failures++;
-		m->retry_at_ms = util_now_ms() + (int64_t)((250 << m->failures) * server.cfg.time_scale);
-		fall_back(m, why);
+		m->retry_at_ms = util_now_ms() + scaled(250LL << m->failures);
+		log_warn("model failed to start model=%s failures=%d reason=%s", m->model->id,
+			 m->failures, log_q(why));
+		sched__fall_back(m, why);
 	} else {
 		model_failed(m, why);
 	}
 	sched__pump();
 }
 
-void sched_on_ready(struct runner *r)
-{
-	struct mstate *m = sched__mstate_of(r->model_id);
+/* ---- what runners say about themselves ---- */
 
-	m->nstarting--;
+static void on_spawned(struct runner *r, void *ud)
+{
+	sched__record_runner_put(r);
+}
+
+static void on_ready(struct runner *r, void *ud)
+{
+	struct srunner *sr = ud;
+	struct mstate *m = sr->m;
+
+	if (sr->starting) {
+		sr->starting = 0;
+		m->nstarting--;
+	}
 	estimate_learn_start(&m->est, (double)(r->ready_ms - r->started_ms));
-	sched__measure(r, m);
-	arm_idle(r);
+	sched__measure(sr);
 	sched__pump();
 }
 
-void sched_on_runner_gone(struct runner *r, const char *why, int during_start)
+void sched__release_gpu(struct srunner *sr)
 {
-	struct mstate *m = sched__mstate_of(r->model_id);
-	struct sjob *sj = r->job;
-	int deliberate = r->state == RUNNER_STOPPING;
+	vram_release(sr->gpu, sr->reserved);
+	sr->reserved = 0;
+}
 
-	for (struct runner **pp = &m->runners; *pp; pp = &(*pp)->next)
-		if (*pp == r) {
-			*pp = r->next;
+static void unlink_runner(struct srunner *sr)
+{
+	struct mstate *m = sr->m;
+
+	for (struct srunner **pp = &m->runners; *pp; pp = &(*pp)->next)
+		if (*pp == sr) {
+			*pp = sr->next;
 			break;
 		}
 	m->nrunners--;
-	vram_release(r->gpu, r->reserved);
-	r->reserved = 0;
-	r->job = NULL;
-	if (during_start)
+	if (sr->starting)
 		m->nstarting--;
-	if (!deliberate && !server.stopping) {
+}
+
+static void on_gone(struct runner *r, const char *why, int failed, int during_start, void *ud)
+{
+	struct srunner *sr = ud;
+	struct mstate *m = sr->m;
+	struct sjob *sj = sr->job;
+
+	unlink_runner(sr);
+	sched__release_gpu(sr);
+	sched__record_runner_delete(r->id);
+	if (sj) { /* handed over this turn, never sent: it simply waits again */
+		sr->job = NULL;
+		sj->job->attempt--;
+		sched__requeue(sj, NULL, why);
+	}
+	if (failed && !server.stopping) {
 		if (during_start) {
-			start_failure(m, why);
+			sched__start_failed(m, why);
 		} else {
 			m->restarts++;
 			model_failed(m, why);
 		}
 	}
-	if (sj && !server.stopping) {
-		if (sched__mstate_of(sj->job->model_id) == m && m->cooldown_until_ms > util_now_ms() && m->model->fallback) {
-			sched__add_tried(sj->job, m->model->id);
-			sched__note_fallback(sj, m->model, m->model->fallback);
-			sched__requeue(sj, m->model->fallback, why);
-		} else {
-			sched__requeue(sj, m->model, why);
-		}
-	}
-	if (server.stopping)
-		sched__check_stopped();
+	registry_unref(sr->reg);
+	free(sr);
+	sched__forget_model(m);
+	sched__check_stopped();
 	sched__pump();
 }
 
-/* The runner is free again (its job ended one way or another). */
-void sched__release(struct runner *r)
-{
-	r->job = NULL;
-	r->last_used_ms = util_now_ms();
-	if (r->state == RUNNER_DRAINING) {
-		runner_stop(r, "drained");
-	} else if (r->state == RUNNER_BUSY) {
-		runner_set_state(r, RUNNER_READY);
-		arm_idle(r);
-	}
-	sched__pump();
-}
+const struct runner_cbs sched__runner_cbs = {
+	.on_spawned = on_spawned,
+	.on_ready = on_ready,
+	.on_running = sched__on_running,
+	.on_progress = sched__on_progress,
+	.on_done = sched__on_done,
+	.on_job_error = sched__on_job_error,
+	.on_gone = on_gone,
+};
 
-/* Records what NVML saw the runner use; later placements use it. */
-void sched__measure(struct runner *r, struct mstate *m)
+void sched__measure(struct srunner *sr)
 {
-	int64_t used = r->pid > 0 ? vram_measure(r->gpu, r->pid) : -1;
+	int64_t used = sr->r->pid > 0 ? vram_measure(sr->gpu, sr->r->pid) : -1;
 
 	if (used <= 0)
 		return;
-	r->measured = used;
-	m->measured = used;
-	if (used != r->reserved) {
-		vram_release(r->gpu, r->reserved);
-		vram_reserve(r->gpu, used);
-		r->reserved = used;
+	sr->measured = used;
+	sr->m->measured = used;
+	if (used != sr->reserved) {
+		vram_release(sr->gpu, sr->reserved);
+		vram_reserve(sr->gpu, used);
+		sr->reserved = used;
 	}
+}
+
+/* ---- shutdown ---- */
+
+int sched__runners_alive(void)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		n += sched__s.models[i]->nrunners;
+	return n;
+}
+
+void sched__stop_runners(const char *why, int drain)
+{
+	for (size_t i = 0; i < sched__s.nmodels; i++)
+		for (struct srunner *sr = sched__s.models[i]->runners, *next; sr; sr = next) {
+			next = sr->next;
+			if (drain && (sr->job || sr->r->state == RUNNER_BUSY ||
+				      sr->r->state == RUNNER_DRAINING))
+				runner_drain(sr->r, why);
+			else
+				runner_stop(sr->r, why);
+		}
+}
+
+void sched__check_stopped(void)
+{
+	void (*done)(void) = sched__s.stop_done;
+
+	if (done == NULL || sched__runners_alive() > 0)
+		return;
+	uv_timer_stop(&sched__s.drain_timer);
+	sched__s.stop_done = NULL;
+	done();
 }

@@ -1,17 +1,21 @@
 /*
- * scheduler.h - the scheduler (prefix sched_; the file is not sched.h, which
- * would shadow the system header): one queue of jobs per model, the jobs in memory,
- * dispatch to runners, and every job state change (each committed to the
- * store before it is acted on, then published to watchers).
+ * scheduler.h - the scheduler (prefix sched_; the file is not sched.h,
+ * which would shadow the system header): the live jobs, their queues, the
+ * runners of every model, and every job state change. It is the only
+ * writer of the store, and commits changes in groups, one transaction per
+ * loop turn, before anything about them is visible outside (a reply, a
+ * POST /prompt, an event).
  *
- * Job lifecycle (DESIGN.md §2), each transition performed by one function:
+ * Job lifecycle (DESIGN.md §2), each transition performed by one function
+ * of scheduler.c:
  *
- *   queued --sched_dispatch--> preparing --on_submitted--> running
- *      |                           |                          |
- *      |                           +-- sched_requeue ---------+--> queued (attempt+1,
- *      |                                                           maybe the fallback model)
- *      +--sched_cancel--> cancelled          running --sched_complete--> completed
- *                                            any live --sched_fail--> failed
+ *   queued --dispatch--> preparing --on_running--> running --complete--> completed
+ *      |                     |                        |
+ *      |                     +------- requeue --------+--> queued (attempt+1,
+ *      |                                                    maybe a fallback model)
+ *      +--cancel--> cancelled              any live --fail--> failed
+ *
+ * Loop thread only.
  */
 #ifndef FNRUN_SCHEDULER_H
 #define FNRUN_SCHEDULER_H
@@ -21,62 +25,96 @@
 
 #include "err.h"
 
-struct job;
 struct json_object;
 struct reg_function;
+struct registry;
 
-/* A job held in memory while it is live (queued, preparing, running). */
-struct sjob {
-	struct job *job;           /* owned */
-	const struct reg_function *fn;
-	struct json_object *params; /* validated params */
-	int quality;               /* index into fn->qualities */
-	int64_t queued_at_ms;      /* when it last entered the queue */
-	int64_t eta_s;             /* honest estimate of seconds left, -1 unknown */
-	int cancel_requested;
-	char *notice;              /* plain words on a change the user should know (owned) */
-	struct runner *runner;     /* while preparing/running */
-	struct sjob *next;         /* in its model's queue */
-	struct sjob *hnext;        /* private: in the id table */
-	struct fetch *fetch;       /* private: startup reconciliation */
+/* Where the scheduler's events go (the server wires them to events.c). */
+struct sched_hooks {
+	/* Fans a job's view out to its watchers; view is borrowed. */
+	void (*publish)(const char *job_id, const char *type, struct json_object *view);
+	/* 1 when an event of the job would be kept or sent (else its view is not built). */
+	int (*wanted)(const char *job_id);
+	/* 1 when someone watches the job now (live queue places go to those only). */
+	int (*watched)(const char *job_id);
+	/* 1 when anyone watches any job. */
+	int (*watching)(void);
 };
 
-/* Loads live jobs from the store and reconciles in-flight ones. */
-int sched_init(struct err *err);
 /*
- * Switches to a newly loaded registry (takes ownership of next). Runners
- * whose model changed or left drain: they finish their job on the version
- * it started on, then stop; new runners use the new definition. Queued jobs
- * of a removed model go to the new route of their tier. Earlier registries
- * stay alive until sched_free_old_registries() at exit.
+ * Loads the live jobs from the store, reconciles those that were in flight
+ * (reads their results from the model servers still there) and stops what
+ * an earlier fnrun left. Uses server.reg (a reference is taken) and
+ * server.store. hooks is copied.
  */
-struct registry;
-int sched_reload(struct registry *next);
-void sched_free_old_registries(void);
-/* Stops every runner; done() once all have exited. */
+int sched_init(const struct sched_hooks *hooks, struct err *err);
+
+/*
+ * Switches to a newly loaded registry (takes its own reference).
+ * Runners whose model changed or left drain: they finish their job on the
+ * version it started on, then stop; new runners use the new definition.
+ * Queued jobs of a removed model go to their tier's other models. A
+ * registry version lives while a job or runner still uses it.
+ */
+void sched_reload(struct registry *next);
+
+/* Stops every runner (running jobs finish first, up to a drain time); done() once all exited. */
 void sched_stop(void (*done)(void));
+/* Frees everything; after sched_stop's done, before the loop closes. */
 void sched_shutdown(void);
 
-/*
- * Creates a job for a validated request. idem may be NULL. On an existing
- * idempotency key, *out is the existing job and *existed is 1. Fails with
- * ERR_FULL when the queue is full, ERR_UNAVAILABLE when no model serves
- * the tier. Caller owns nothing; *out is borrowed until the next call.
- */
-int sched_submit(const struct reg_function *fn, int quality, struct json_object *params,
-		 int priority, const char *idem, const struct job **out, int *existed,
-		 struct err *err);
-/* Cancels a job: queued ones at once, running ones via the model server. */
-int sched_cancel(const char *id, struct err *err);
-/* A live job, or NULL. */
-const struct sjob *sched_find(const char *id);
-/* Jobs ahead of this one in its queue (0 = next), or -1 when not queued. */
-int64_t sched_position(const struct sjob *sj);
-/* Queued jobs in total. */
-size_t sched_queued(void);
-/* The estimate of seconds left for a job, -1 when unknown. */
-int64_t sched_eta(const struct sjob *sj);
+/* A validated request. Borrowed for sched_submit. */
+struct sched_request {
+	const struct reg_function *fn; /* of server.reg */
+	int quality;                   /* index into fn->qualities */
+	struct json_object *params;    /* validated; the scheduler takes a reference */
+	int priority;                  /* 0..10 */
+	const char *idem;              /* idempotency key, or NULL */
+};
 
+/*
+ * Answers a submit, once its job is committed (or known): status 202 for a
+ * new job, 200 for the job an idempotency key already named, with view
+ * {job_id, status, queue_position, eta_seconds} (borrowed); or view NULL
+ * and err (the commit failed: ERR_UNAVAILABLE).
+ */
+typedef void (*sched_submit_fn)(void *ud, int status, const struct json_object *view,
+				const struct err *err);
+
+/*
+ * Creates a job. Returns 0, and cb(ud, ...) runs once from the loop after
+ * the job is committed; or -1 with err and no callback: ERR_FULL (the
+ * queue is full), ERR_UNAVAILABLE (no model serves the tier, the server is
+ * stopping, or the store cannot be written now).
+ */
+int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, struct err *err);
+
+/*
+ * Cancels a job: a queued one at once, a running one through the model
+ * server. ERR_NOT_FOUND for an unknown id, ERR_CONFLICT for a finished one.
+ */
+int sched_cancel(const char *id, struct err *err);
+
+/*
+ * The public view of job id (view.h): a live job as it is now, a finished
+ * one from the store. Only committed states are shown: a change not yet
+ * committed is committed first, and while the store cannot be written the
+ * stored state is shown. NULL with err (ERR_NOT_FOUND, ERR_IO). Caller
+ * owns the result.
+ */
+struct json_object *sched_view(const char *id, struct err *err);
+
+/*
+ * The view of a job read from the store (a list): as it is live when it is
+ * live and its state committed, else as stored. Caller owns the result.
+ */
+struct job;
+struct json_object *sched_view_stored(const struct job *j);
+
+/* Jobs waiting in queues. */
+size_t sched_queued(void);
+/* NULL when new jobs can be taken, else why not (for /ready). */
+const char *sched_not_ready(void);
 
 /* Operator views (GET /api/admin/runners, /models); caller owns the result. */
 struct json_object *sched_admin_runners(void);
@@ -87,34 +125,5 @@ struct json_object *sched_admin_models(void);
  * same, and starting runners stop at once.
  */
 int sched_admin_action(const char *model_id, const char *action, struct err *err);
-
-/* ---- Reports from runners (runner.c); the scheduler decides what follows. ---- */
-struct runner;
-
-enum sched_joberr {
-	JOBERR_MODEL,       /* execution_error from the model server */
-	JOBERR_REJECTED,    /* the model server refused the workflow (400) */
-	JOBERR_TRANSPORT,   /* the model server could not be reached */
-	JOBERR_INTERRUPTED, /* execution_interrupted */
-	JOBERR_OUTPUT,      /* an output could not be copied */
-};
-
-/* The runner passed its health probe and its WebSocket is open. */
-void sched_on_ready(struct runner *r);
-/* POST /prompt was accepted under remote prompt id pid. */
-void sched_on_submitted(struct runner *r, struct sjob *sj, const char *pid);
-void sched_on_progress(struct runner *r, struct sjob *sj, double value, double max);
-/* The prompt finished and its outputs were copied; takes ownership of outputs. */
-void sched_on_done(struct runner *r, struct sjob *sj, struct json_object *outputs);
-void sched_on_job_error(struct runner *r, struct sjob *sj, int kind, const char *exc_type,
-			const char *detail);
-/*
- * The runner is gone (exited, failed its start, hung, or stopped). Called
- * once, just before the runner is freed; during_start is 1 when it never
- * became ready.
- */
-void sched_on_runner_gone(struct runner *r, const char *why, int during_start);
-/* Bound params of a job, for runner_assign. Borrowed. */
-const struct json_object *sched_job_params(const struct sjob *sj);
 
 #endif

@@ -1,11 +1,27 @@
 /*
- * scheduler_internal.h - what the files of the scheduler share; not part of
- * its public interface (scheduler.h).
+ * scheduler_internal.h - what the files of the scheduler share; not part
+ * of its public interface (scheduler.h).
  *
- * scheduler.c holds the job table, the queues, every job state change and
- * startup/shutdown; sched_runners.c starts, fits, evicts and retires
- * runners; sched_admin.c has the operator views and actions and the
- * registry reload.
+ *   scheduler.c      the job table, queues, every job state change, the
+ *                    runners' reports about jobs, submit and cancel
+ *   sched_commit.c   group commits: the dirty jobs, the outbox of effects
+ *                    run after a commit, the store-failure mode
+ *   sched_runners.c  the pump: dispatch, starting runners where placement
+ *                    says, eviction, fallback, failures and cooldown
+ *   sched_admin.c    the operator views and actions, registry reload
+ *   sched_restore.c  startup (restore, reconcile, orphans) and shutdown
+ *
+ * Invariants:
+ * 1. A live job is in the id table from its submit until its terminal
+ *    state is committed (then the outbox frees it: EFF_RETIRE).
+ * 2. A queued job is in exactly one queue: its pin's (a model it must run
+ *    on) or its tier's (any model of the tier). A preparing or running job
+ *    is in none and has a runner (sj->runner, and runner->job == sj).
+ * 3. A change is visible outside only after it is committed: replies,
+ *    POST /prompt and events are effects, run by the outbox after the
+ *    commit of the changes made before them.
+ * 4. sj->ticket changes whenever the job is handed to a runner or leaves
+ *    it; a runner's report is acted on only with the current ticket.
  */
 #ifndef FNRUN_SCHEDULER_INTERNAL_H
 #define FNRUN_SCHEDULER_INTERNAL_H
@@ -15,59 +31,222 @@
 #include <uv.h>
 
 #include "estimate.h"
+#include "placement.h"
 #include "registry.h"
 #include "runner.h"
 #include "scheduler.h"
 
-/* One registry model: its queue and its runners. */
-struct mstate {
-	const struct reg_model *model;
-	struct sjob *head, *tail;    /* the queue */
-	size_t nqueued;
-	struct runner *runners;
-	int nrunners, nstarting;
-	int failures;                /* consecutive start failures and crashes */
-	int restarts;                /* runners started to replace a failed one */
-	int held;                    /* operator stop/drain: start no runner until start */
-	int retired;                 /* gone from the registry: kept until its runners exit */
-	int64_t retry_at_ms;         /* no new start before (backoff or cooldown) */
-	int64_t cooldown_until_ms;   /* resting after repeated failures */
-	int64_t measured;            /* bytes of GPU memory last measured; 0 unknown */
-	struct estimate est;         /* learned run and start times */
-	int positions_dirty;         /* a job left the queue: tell watchers their new place */
+struct sjob;
+struct mstate;
+
+#define SCHED_FAILURES_MAX 3 /* consecutive failures before a model rests */
+
+/* A queue of jobs, priority descending, then order ascending. */
+struct squeue {
+	struct sjob *head, *tail;
+	size_t n;
 };
 
-extern struct mstate *sched__models;
-extern size_t sched__nmodels;
-extern uv_timer_t sched__pump_timer;
+/* One function x quality: its models (the current registry's route) and unpinned queue. */
+struct tier {
+	const struct reg_function *fn; /* current registry */
+	int quality;
+	struct squeue q;               /* jobs any of its models may run */
+	struct mstate **models;        /* route order */
+	size_t nmodels;
+	size_t rr;                     /* round robin start for dispatch */
+	int positions_dirty;           /* a job left: watchers hear their new place */
+};
+
+/* A scheduler-side runner: the runner and what the scheduler keeps of it. */
+struct srunner {
+	struct runner *r;
+	struct mstate *m;
+	struct registry *reg;  /* a reference: r->model lives in it */
+	struct sjob *job;      /* preparing/running on it */
+	int gpu;
+	int64_t reserved;      /* bytes of GPU memory it holds in the budget */
+	int64_t measured;      /* bytes NVML saw it use; 0 unknown */
+	int url;               /* external: index into the model's urls; -1 otherwise */
+	int starting;          /* counted in m->nstarting until ready or gone */
+	struct srunner *next;  /* in m->runners */
+};
+
+/* One registry model: its runners and the jobs pinned to it. */
+struct mstate {
+	const struct reg_model *model; /* current registry (or the last one, retired) */
+	struct tier *tier;             /* NULL: quality auto, or retired */
+	struct squeue q;               /* jobs only it may run */
+	struct srunner *runners;
+	int nrunners, nstarting;
+	int failures;                  /* consecutive start failures and crashes */
+	int restarts;                  /* runners started to replace a failed one */
+	int held;                      /* operator stop/drain: start no runner until start */
+	int retired;                   /* gone from the registry: kept until its runners exit */
+	int64_t retry_at_ms;           /* no new start before (backoff or cooldown) */
+	int64_t cooldown_until_ms;     /* resting after repeated failures */
+	int64_t measured;              /* bytes of GPU memory last measured; 0 unknown */
+	struct estimate est;           /* learned run and start times */
+	int positions_dirty;
+	int index;                     /* in sched__models, for placement snapshots */
+};
+
+/* A job held in memory while it is live. */
+struct sjob {
+	struct job *job;               /* owned */
+	struct registry *reg;          /* a reference: fn lives in it */
+	const struct reg_function *fn;
+	struct json_object *params;    /* validated params (a reference) */
+	int quality;                   /* index into fn->qualities */
+	struct tier *tier;             /* queued: where it waits, with pin */
+	struct mstate *pin;            /* queued: the one model it may run on; NULL: any of tier */
+	int64_t order;                 /* queue order among equal priorities */
+	int64_t queued_at_ms;          /* when it last entered a queue */
+	uint64_t ticket;               /* the attempt on a runner; 0 when none */
+	struct srunner *runner;        /* preparing/running */
+	int cancel_requested;
+	int finishing;                 /* outputs being finished (thumbnails) */
+	char *notice;                  /* plain words on a change the user should know (owned) */
+	const char *waiting;           /* static: why it cannot start now, or NULL */
+	struct sjob *next, *prev;      /* in its queue */
+	struct sjob *hnext;            /* in the id table */
+	struct comfy_fetch *fetch;     /* startup reconciliation */
+	/* sched_commit.c */
+	int is_new;                    /* its insert is not committed yet */
+	int dirty;                     /* in the dirty list */
+	int retiring;                  /* terminal: freed once committed */
+	int rejected;                  /* the store refused its row (not an I/O error) */
+	struct sjob *dnext;            /* in the dirty list */
+	sched_submit_fn reply;         /* the submit waiting for its commit */
+	void *reply_ud;
+};
+
+/* The scheduler's state (one per process; loop thread only). */
+struct sched {
+	struct sched_hooks hooks;
+	struct registry *reg;          /* a reference to the current registry */
+	struct mstate **models;        /* every model, retired ones last */
+	size_t nmodels;
+	struct tier **tiers;
+	size_t ntiers;
+	size_t nlive, nqueued;
+	int64_t next_order;
+	int reconciling;               /* startup fetches still running */
+	uv_timer_t pump_timer;         /* backoff and idle deadlines */
+	uv_timer_t drain_timer;        /* shutdown: stop what is still running */
+	void (*stop_done)(void);
+	int pump_wanted;
+	int64_t positions_ms;          /* when queue places were last told */
+};
+
+extern struct sched sched__s;
 
 /* ---- scheduler.c ---- */
 
+struct sjob *sched__find(const char *id);
+/* Some live job, or NULL when none (for shutdown). */
+struct sjob *sched__any_live(void);
+void sched__table_add(struct sjob *sj);
+void sched__table_remove(struct sjob *sj);
+struct sjob *sched__sjob_new(struct job *j, struct registry *reg, const struct reg_function *fn,
+			     int quality, struct json_object *params);
+void sched__sjob_free(struct sjob *sj);
 struct mstate *sched__mstate_of(const char *model_id);
-void sched__queue_push(struct mstate *m, struct sjob *sj);
-void sched__queue_remove(struct mstate *m, struct sjob *sj);
-void sched__publish(struct sjob *sj, const char *type);
+struct tier *sched__tier_of(const struct reg_function *fn, int quality);
+/* Queues sj in tier t, pinned to pin (NULL: any model of t). */
+void sched__enqueue(struct sjob *sj, struct tier *t, struct mstate *pin);
+void sched__dequeue(struct sjob *sj);
+/* The one place a live job's status changes: check, mark for commit, publish after it. */
 void sched__set_state(struct sjob *sj, int to);
+void sched__publish(struct sjob *sj, const char *type);
 void sched__fail_job(struct sjob *sj, const char *code, const char *message,
 		     const char *suggestion, const char *action, const char *detail);
+void sched__finish(struct sjob *sj, int status);
 void sched__add_tried(struct job *j, const char *model_id);
-/* Back to a queue: the same model, or another (a fallback). */
-void sched__requeue(struct sjob *sj, const struct reg_model *to, const char *why);
-void sched__check_stopped(void);
-void sched__on_pump(uv_timer_t *t);
-/* Runs the dispatch loop on the next loop turn (coalesces many changes). */
+void sched__note_fallback(struct sjob *sj, const struct reg_model *to);
+/* Back to a queue: its tier (any model), or pinned to `to` (a fallback). */
+void sched__requeue(struct sjob *sj, struct mstate *to, const char *why);
+/* Queued for another model: moved now, the attempt unchanged. */
+void sched__move(struct sjob *sj, struct mstate *to, const char *why);
+/* The jobs that wait only for m, or for m's tier when m is its only way. */
+void sched__dispatch(struct sjob *sj, struct srunner *sr);
+int sched__route(const struct reg_function *fn, int quality, const char *key, struct tier **t,
+		 struct mstate **pin);
+/* Views: of a job for its watchers, and the answer to a submit. Caller owns them. */
+struct json_object *sched__effect_view(struct sjob *sj);
+struct json_object *sched__submit_view(struct sjob *sj);
+void sched__publish_positions(struct squeue *q);
+extern const struct runner_cbs sched__runner_cbs;
+
+/* ---- sched_reports.c: the runner callbacks about jobs ---- */
+
+void sched__on_running(struct runner *r, uint64_t ticket, void *ud);
+void sched__on_progress(struct runner *r, uint64_t ticket, double value, double max, void *ud);
+void sched__on_done(struct runner *r, uint64_t ticket, struct json_object *outputs, void *ud);
+void sched__on_job_error(struct runner *r, uint64_t ticket, int kind, const char *exc_type,
+			 const char *detail, void *ud);
+
+/* ---- sched_commit.c ---- */
+
+/* Writes sj's row in the next commit. */
+void sched__dirty(struct sjob *sj);
+/* The first dirty job (then ->dnext): jobs changed since the last commit. */
+struct sjob *sched__dirty_head(void);
+enum sched_effect {
+	EFF_PUBLISH, /* the job's view to its watchers */
+	EFF_REPLY,   /* answer the submit */
+	EFF_ASSIGN,  /* hand the job to its runner (POST /prompt) */
+	EFF_RETIRE,  /* the terminal state is committed: free the job */
+};
+/* Runs after the changes made so far are committed. */
+void sched__effect(int type, struct sjob *sj, const char *event);
+/* Answers a submit after the commit: status 202 (new) or 200 (its key named it). */
+void sched__effect_reply(struct sjob *sj, int status, sched_submit_fn cb, void *ud);
+/* Answers a submit whose key names a finished job (takes j). */
+void sched__effect_reply_stored(struct job *j, sched_submit_fn cb, void *ud);
+/* Runner rows for orphan cleanup: written in the next commit. */
+void sched__record_runner_put(const struct runner *r);
+void sched__record_runner_delete(const char *id);
+/* Commits what is pending and runs the effects now; -1 when the store failed. */
+int sched__flush(void);
+/* 1 while the store takes writes. */
+int sched__store_ok(void);
+/* The pump runs at the end of this loop turn. */
 void sched__pump(void);
-const struct reg_model *sched__route(const struct reg_function *fn, int quality);
+void sched__commit_init(void);
+/* Last commit at shutdown; frees what is left. */
+void sched__commit_shutdown(void);
 
 /* ---- sched_runners.c ---- */
 
+void sched__run_pump(void);
+/* A runner of m could not start: back off, move its jobs to a fallback, maybe rest. */
+void sched__start_failed(struct mstate *m, const char *why);
 int64_t sched__need(const struct mstate *m);
-void sched__start_runner(struct mstate *m, int gpu, int64_t bytes);
-void sched__pump_model(struct mstate *m);
-void sched__note_fallback(struct sjob *sj, const struct reg_model *from, const struct reg_model *to);
-/* The runner is free again (its job ended one way or another). */
-void sched__release(struct runner *r);
+/* The GPU where bytes fits now (placement's answer), or -1. */
+int sched__place(int64_t bytes);
+struct srunner *sched__start_runner(struct mstate *m, int gpu, int64_t bytes);
+void sched__release_gpu(struct srunner *sr);
+/* Stops every runner (why), or drains the busy ones when drain is 1. */
+void sched__stop_runners(const char *why, int drain);
+int sched__runners_alive(void);
+void sched__check_stopped(void);
+/* Moves every job waiting only for m to its fallback, or fails them. */
+void sched__fall_back(struct mstate *m, const char *why);
 /* Records what NVML saw the runner use; later placements use it. */
-void sched__measure(struct runner *r, struct mstate *m);
+void sched__measure(struct srunner *sr);
+
+/* ---- sched_admin.c ---- */
+
+/* Builds tiers and model states for the current registry, keeping old states. */
+void sched__build_models(struct registry *reg);
+void sched__free_models(void);
+/* Frees a retired model once it has no runner left. */
+void sched__forget_model(struct mstate *m);
+
+/* ---- sched_restore.c ---- */
+
+void sched__restore(struct err *err);
+int sched__restore_jobs(struct err *err);
 
 #endif

@@ -70,8 +70,9 @@ static void on_reload(uv_signal_t *s, int signum)
 		log_error("registry reload failed, keeping the current one: %s", e.msg);
 		return;
 	}
-	if (sched_reload(next) < 0)
-		registry_free(next);
+	sched_reload(next);
+	registry_unref(server.reg);
+	server.reg = next;
 }
 
 static int make_dirs(struct err *err)
@@ -87,6 +88,19 @@ static int make_dirs(struct err *err)
 	return 0;
 }
 
+/* The scheduler's events go to the watchers; a watcher's first view comes from the scheduler. */
+static int watching(void)
+{
+	return events_watchers() > 0;
+}
+
+static const struct sched_hooks hooks = {events_publish, events_wanted, events_watched, watching};
+
+static struct json_object *lookup_view(const char *id, struct err *err, void *ud)
+{
+	return sched_view(id, err);
+}
+
 static int start(struct err *err)
 {
 	server.reg = registry_load(server.cfg.config_path, err);
@@ -96,8 +110,9 @@ static int start(struct err *err)
 	if (server.store == NULL)
 		return -1;
 	server.httpc = httpc_new(server.loop, err);
-	if (server.httpc == NULL || sched_init(err) < 0)
+	if (server.httpc == NULL || sched_init(&hooks, err) < 0)
 		return -1;
+	events_set_lookup(lookup_view, NULL);
 	server.http = api_start(err);
 	return server.http ? 0 : -1;
 }
@@ -125,8 +140,7 @@ int server_run(void)
 	uv_run(server.loop, UV_RUN_DEFAULT);
 	sched_shutdown();
 	store_close(server.store);
-	registry_free(server.reg);
-	sched_free_old_registries();
+	registry_unref(server.reg);
 	log_info("stopped");
 	return 0;
 }

@@ -7,6 +7,9 @@
  *            status is stored by name ("queued"), so the file does not
  *            depend on the order of enum job_status.
  *   runners  runners fnrun started, for orphan cleanup after a kill -9.
+ * Version 2 adds:
+ *   meta     small named values; the row "probe" is rewritten to learn
+ *            whether the file takes writes again after a failed commit.
  * A new version appends an entry to migrations[]; store_open() applies the
  * missing ones in one transaction and refuses a file from a newer build.
  *
@@ -102,6 +105,8 @@ static const struct migration {
 	int (*fn)(sqlite3 *db, struct err *err);
 } migrations[] = {
 	{1, schema_v1, NULL},
+	{2, "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+	    "PRAGMA user_version = 2;", NULL},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -126,6 +131,7 @@ enum stmt {
 	ST_RUNNER_PUT,
 	ST_RUNNER_DELETE,
 	ST_RUNNER_LIST,
+	ST_PROBE,
 	ST_COUNT
 };
 
@@ -182,6 +188,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RUNNER_DELETE] = "DELETE FROM runners WHERE id = ?1",
 	[ST_RUNNER_LIST] = ("SELECT id, model_id, pid, port, container_id,"
 			    " started_at FROM runners ORDER BY started_at, id"),
+	[ST_PROBE] = "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?1)",
 };
 
 enum ftype {
@@ -324,6 +331,16 @@ static int set_wal(struct store *s, struct err *err)
 static int configure(struct store *s, struct err *err)
 {
 	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+	/*
+	 * One process owns the file: exclusive locking takes the file lock
+	 * once instead of a lock and an unlock per transaction (measured: a
+	 * third of the store's system calls per job), keeps the WAL index in
+	 * memory (no -shm file), and makes a second fnrun on the same data
+	 * directory fail at start instead of sharing it. Set before WAL, so
+	 * that the shared-memory index is never used.
+	 */
+	if (exec_sql(s, "PRAGMA locking_mode = EXCLUSIVE", "set locking mode", err) < 0)
+		return -1;
 	if (set_wal(s, err) < 0)
 		return -1;
 	/*
@@ -929,4 +946,17 @@ void store_runners_free(struct store_runner *v, size_t n)
 		free(v[i].container_id);
 	}
 	free(v);
+}
+
+int store_probe(struct store *s, struct err *err)
+{
+	sqlite3_stmt *st = s->st[ST_PROBE];
+	static uint64_t n;
+	char value[512];
+
+	/* New bytes each time: a write that changes nothing would prove nothing. */
+	memset(value, 'p', sizeof value);
+	snprintf(value, 64, "%llu %lld", (unsigned long long)++n, (long long)util_now_ms());
+	sqlite3_bind_blob(st, 1, value, sizeof value, SQLITE_TRANSIENT);
+	return step_done(s, st, "probe", err);
 }

@@ -124,4 +124,11 @@ int store_runner_list(struct store *s, struct store_runner **out, size_t *n,
 /* Frees n runners and the array. NULL is a no-op. */
 void store_runners_free(struct store_runner *v, size_t n);
 
+/*
+ * Writes new bytes to the file (a row of the meta table), as its own
+ * transaction or inside the caller's: whether the store takes writes now,
+ * after a commit failed. Returns 0, or -1 with ERR_IO.
+ */
+int store_probe(struct store *s, struct err *err);
+
 #endif

@@ -17,6 +17,7 @@
  *    directory; on any failure the temp file is removed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <png.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -399,4 +400,30 @@ int thumb_png(const char *src, const char *dst, int max_side, struct err *err)
 out:
 	read_cleanup(&r);
 	return rc;
+}
+
+int thumb_png_size(const char *path, int *w, int *h, struct err *err)
+{
+	static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	unsigned char b[24];
+	ssize_t got;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		err_set(err, ERR_IO, "open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	got = read(fd, b, sizeof b);
+	close(fd);
+	if (got != (ssize_t)sizeof b || memcmp(b, sig, 8) != 0 || memcmp(b + 12, "IHDR", 4) != 0) {
+		err_set(err, ERR_INVALID, "%s is not a PNG", path);
+		return -1;
+	}
+	*w = (int)((uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19]);
+	*h = (int)((uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23]);
+	if (*w <= 0 || *h <= 0) {
+		err_set(err, ERR_INVALID, "%s has an empty size", path);
+		return -1;
+	}
+	return 0;
 }

@@ -28,4 +28,11 @@
  */
 int thumb_png(const char *src, const char *dst, int max_side, struct err *err);
 
+/*
+ * The width and height in the PNG header of the file at path (its first
+ * 24 bytes; nothing is decoded). Returns 0, or -1 with err: ERR_IO when it
+ * cannot be read, ERR_INVALID when it does not start like a PNG.
+ */
+int thumb_png_size(const char *path, int *w, int *h, struct err *err);
+
 #endif

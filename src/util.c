@@ -164,6 +164,9 @@ int util_mkdirs(const char *dir)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+	/* The usual case, a new directory in one that exists: one call. */
+	if (mkdir(dir, 0755) == 0 || errno == EEXIST)
+		return 0;
 	memcpy(path, dir, n + 1);
 	for (char *p = path + 1; *p; p++) {
 		if (*p != '/')
@@ -176,4 +179,13 @@ int util_mkdirs(const char *dir)
 	if (mkdir(path, 0755) < 0 && errno != EEXIST)
 		return -1;
 	return 0;
+}
+
+uint64_t util_hash64(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; s && *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
 }

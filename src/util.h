@@ -21,6 +21,8 @@ int64_t util_now_ms(void);
 /* Monotonic milliseconds and nanoseconds, for durations. */
 uint64_t util_mono_ms(void);
 uint64_t util_mono_ns(void);
+/* A 64-bit FNV-1a hash of s (stable across runs: sticky choices use it). */
+uint64_t util_hash64(const char *s);
 /* Fills buf with n unpredictable bytes (getrandom). */
 void util_random(void *buf, size_t n);
 /* A UUID4 string with dashes into out[37]. */

@@ -2,7 +2,8 @@
  * vram.c - GPU memory budgets and reservations. See vram.h.
  *
  * Invariant: for every GPU, 0 <= reserved <= budget (reservations are made
- * only after vram_pick() said they fit).
+ * only after placement said they fit; a measured footprint may exceed a
+ * declared one, and then reserved may pass the budget until it is freed).
  */
 #include <stdio.h>
 #include <string.h>
@@ -80,32 +81,8 @@ const struct vram_gpu *vram_gpu(int i)
 	return i >= 0 && i < ngpus ? &gpus[i] : NULL;
 }
 
-int64_t vram_free(int i)
-{
-	if (gpus[i].budget == VRAM_UNLIMITED)
-		return VRAM_UNLIMITED;
-	return gpus[i].budget - gpus[i].reserved;
-}
 
-int vram_pick(int64_t bytes)
-{
-	int best = -1;
 
-	if (bytes <= 0)
-		return ngpus > 0 ? 0 : -1;
-	for (int i = 0; i < ngpus; i++)
-		if (vram_free(i) >= bytes && (best < 0 || vram_free(i) > vram_free(best)))
-			best = i;
-	return best;
-}
-
-int vram_could_fit(int64_t bytes)
-{
-	for (int i = 0; i < ngpus; i++)
-		if (gpus[i].budget >= bytes)
-			return 1;
-	return 0;
-}
 
 void vram_reserve(int gpu, int64_t bytes)
 {

@@ -6,7 +6,8 @@
  * stay unlimited on a machine without GPUs where nothing was configured;
  * VRAM_LIMIT (MB) caps every budget. A reservation is held from the moment
  * a runner is started until it has exited, so nothing is oversubscribed.
- * Eviction decisions are the scheduler's; vram only does the arithmetic.
+ * Where a runner goes and what is evicted are placement's decisions
+ * (placement.h); vram keeps the books.
  */
 #ifndef FNRUN_VRAM_H
 #define FNRUN_VRAM_H
@@ -36,15 +37,6 @@ struct vram_gpu {
 void vram_init(int64_t config_bytes, int64_t config_count, int64_t limit_mb);
 int vram_count(void);
 const struct vram_gpu *vram_gpu(int i);
-/*
- * The GPU where `bytes` fits now (most free first), or -1. bytes 0 always
- * fits GPU 0.
- */
-int vram_pick(int64_t bytes);
-/* 1 when `bytes` could ever fit one GPU (it is not larger than every budget). */
-int vram_could_fit(int64_t bytes);
-/* Free bytes on GPU i (budget - reserved). */
-int64_t vram_free(int i);
 void vram_reserve(int gpu, int64_t bytes);
 void vram_release(int gpu, int64_t bytes);
 /* Per-process GPU memory of pid and its descendants through NVML, or -1. */

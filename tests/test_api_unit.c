@@ -18,9 +18,11 @@
 #include "job.h"
 #include "json.h" /* -I/usr/include/json-c has a json.h too */
 #include "log.h"
+#include "outputs.h"
 #include "registry.h"
 #include "testutil.h"
 #include "util.h"
+#include "view.h"
 
 static const char REGISTRY[] =
 	"functions:\n"
@@ -363,7 +365,7 @@ START_TEST(output_paths)
 	snprintf(link, sizeof link, "%s/job1/evil.png", root);
 	ck_assert_int_eq(symlink(outside, link), 0);
 
-	ck_assert_int_eq(api_output_path(root, "job1/a b.png", path, sizeof path, &err), 0);
+	ck_assert_int_eq(outputs_resolve(root, "job1/a b.png", path, sizeof path, &err), 0);
 	ck_assert_ptr_nonnull(realpath(root, want));
 	strcat(want, "/job1/a b.png");
 	ck_assert_str_eq(path, want);
@@ -372,15 +374,26 @@ START_TEST(output_paths)
 					  "job1//a b.png", "./job1/a b.png", "job1/", "..", "job1/."};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err_clear(&err);
-		ck_assert_int_eq(api_output_path(root, bad[i], path, sizeof path, &err), -1);
+		ck_assert_int_eq(outputs_resolve(root, bad[i], path, sizeof path, &err), -1);
 		ck_assert_msg(err.code == ERR_INVALID, "%s: code %d", bad[i], err.code);
 	}
 	static const char *const missing[] = {"job1/evil.png", "job1/none.png", "job1", "job2/x"};
 	for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
 		err_clear(&err);
-		ck_assert_int_eq(api_output_path(root, missing[i], path, sizeof path, &err), -1);
+		ck_assert_int_eq(outputs_resolve(root, missing[i], path, sizeof path, &err), -1);
 		ck_assert_msg(err.code == ERR_NOT_FOUND, "%s: code %d", missing[i], err.code);
 	}
+	/* The current layout: one shard directory per two leading characters, no job directory. */
+	err_clear(&err);
+	ck_assert_int_eq(outputs_write_path(root, "ab12cd", "0-x.png", file, sizeof file, &err), 0);
+	snprintf(want, sizeof want, "%s/ab/ab12cd-0-x.png", root);
+	ck_assert_str_eq(file, want);
+	ck_assert_int_eq(tu_write_file(file, "png", 3), 0);
+	ck_assert_int_eq(outputs_resolve(root, "ab12cd/0-x.png", path, sizeof path, &err), 0);
+	ck_assert_ptr_nonnull(realpath(file, want));
+	ck_assert_str_eq(path, want);
+	ck_assert_int_eq(outputs_write_path(root, "ab12cd", "a/b", file, sizeof file, &err), -1);
+	ck_assert_int_eq(err.code, ERR_INVALID);
 }
 END_TEST
 
@@ -418,11 +431,11 @@ START_TEST(iso_times)
 {
 	char t[32];
 
-	events_iso8601(1714566896789LL, t);
+	view_iso8601(1714566896789LL, t);
 	ck_assert_str_eq(t, "2024-05-01T12:34:56.789Z");
-	events_iso8601(0, t);
+	view_iso8601(0, t);
 	ck_assert_str_eq(t, "1970-01-01T00:00:00.000Z");
-	events_iso8601(5, t);
+	view_iso8601(5, t);
 	ck_assert_str_eq(t, "1970-01-01T00:00:00.005Z");
 }
 END_TEST
@@ -430,7 +443,7 @@ END_TEST
 START_TEST(view_queued_shape)
 {
 	struct job *j = sample_job();
-	struct json_object *v = events_job_view(j, NULL);
+	struct json_object *v = view_job(j, NULL, NULL);
 	char *s = json_dumps(v);
 
 	ck_assert_str_eq(json_get_str(v, "job_id"), j->id);
@@ -469,7 +482,7 @@ START_TEST(view_completed_outputs)
 		    "\"image\", \"filename\": \"out 1.png\", \"thumbnail\": "
 		    "\"0123456789abcdef0123456789abcdef/thumb.jpg\"}, {\"path\": \"j/b.wav\", "
 		    "\"kind\": \"audio\"}]");
-	v = events_job_view(j, NULL);
+	v = view_job(j, NULL, NULL);
 	outs = json_get_arr(v, "outputs");
 	ck_assert_uint_eq(json_object_array_length(outs), 2);
 	o = json_object_array_get_idx(outs, 0);
@@ -499,7 +512,7 @@ START_TEST(view_failed_error)
 	job_set_status(j, JOB_FAILED, 1714566899000LL);
 	job_set_str(&j->error_code, "OUT_OF_MEMORY");
 	job_set_str(&j->error_suggestion, "Try Balanced quality");
-	v = events_job_view(j, NULL);
+	v = view_job(j, NULL, NULL);
 	e = json_get_obj(v, "error");
 	ck_assert_ptr_nonnull(e);
 	ck_assert_str_eq(json_get_str(e, "code"), "OUT_OF_MEMORY");
@@ -515,7 +528,7 @@ END_TEST
 START_TEST(sse_format)
 {
 	struct job *j = sample_job();
-	struct json_object *v = events_job_view(j, NULL);
+	struct json_object *v = view_job(j, NULL, NULL);
 	struct buf b;
 	char *data;
 
@@ -539,7 +552,7 @@ END_TEST
 START_TEST(publish_without_watchers)
 {
 	struct job *j = sample_job();
-	struct json_object *v = events_job_view(j, NULL);
+	struct json_object *v = view_job(j, NULL, NULL);
 
 	/* Nobody watches: nothing kept, nothing sent, no timer started. */
 	events_publish(j->id, "state", v);

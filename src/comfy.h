@@ -1,0 +1,152 @@
+/*
+ * comfy.h - the ComfyUI client: what the gateway says to a model server
+ * (COMFYUI.md). POST /prompt, POST /interrupt, GET /health, the /ws
+ * session that reports a prompt's progress, and a result fetch (GET
+ * /history/{id}, then GET /view for each output, copied into the output
+ * store).
+ *
+ * Every call carries a tag, an opaque number the caller chooses (the
+ * runner passes the attempt it made the call for), and hands it back in
+ * the callback, so the caller can drop an answer that belongs to an
+ * attempt that is over. A call's callback runs exactly once, later, from
+ * the loop, unless the call is cancelled first; a function that fails to
+ * start a call returns NULL and never calls back.
+ *
+ * Loop thread only. Uses server.httpc and server.loop.
+ */
+#ifndef FNRUN_COMFY_H
+#define FNRUN_COMFY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct json_object;
+struct comfy_call;
+struct comfy_ws;
+struct comfy_fetch;
+
+/* ---- POST /prompt, POST /interrupt, GET /health ---- */
+
+/*
+ * The answer to POST /prompt: status 200 with the prompt id (borrowed for
+ * the call), or status != 200 (0: no answer; detail says why, borrowed).
+ */
+typedef void (*comfy_submit_fn)(void *ud, uint64_t tag, int status, const char *prompt_id,
+				const char *detail);
+/*
+ * Queues workflow (borrowed; serialised now) under prompt_id with the
+ * session's client_id on the server at base_url ("http://host:port").
+ * Returns the call, owned by comfy until its callback; NULL with err.
+ */
+struct comfy_call *comfy_submit(const char *base_url, const char *client_id,
+				const char *prompt_id, const struct json_object *workflow,
+				uint64_t tag, comfy_submit_fn cb, void *ud, struct err *err);
+
+/* Asks the server to stop prompt_id (or whatever runs, when NULL). Fire and forget. */
+void comfy_interrupt(const char *base_url, const char *prompt_id);
+
+enum comfy_health {
+	COMFY_UP,       /* answering and ready (a ComfyUI without /health counts) */
+	COMFY_STARTING, /* answering, still loading */
+	COMFY_DOWN,     /* no answer, or an error status */
+};
+typedef void (*comfy_health_fn)(void *ud, uint64_t tag, int health);
+/*
+ * GET base_url/health within timeout_ms. fnrun-worker answers {"status":
+ * "starting"|"idle"|"busy"}; a real ComfyUI has no /health and answers 404,
+ * which still proves it is serving.
+ */
+struct comfy_call *comfy_health(const char *base_url, uint64_t timeout_ms, uint64_t tag,
+				comfy_health_fn cb, void *ud, struct err *err);
+
+/* Cancels a call: its callback never runs. NULL does nothing. */
+void comfy_cancel(struct comfy_call *c);
+
+/* ---- the /ws session ---- */
+
+enum comfy_event_type {
+	COMFY_EV_OTHER,       /* a message that concerns a prompt, of no interest */
+	COMFY_EV_STARTED,     /* execution_start */
+	COMFY_EV_PROGRESS,    /* progress: value of max */
+	COMFY_EV_EXECUTED,    /* executed: an output node's UI dict (output) */
+	COMFY_EV_SUCCESS,     /* execution_success */
+	COMFY_EV_FINISHED,    /* executing with node null: the prompt is over */
+	COMFY_EV_ERROR,       /* execution_error: exc_type, exc_msg */
+	COMFY_EV_INTERRUPTED, /* execution_interrupted */
+};
+
+/* One decoded frame about a prompt; borrowed for the callback. */
+struct comfy_event {
+	int type;                  /* enum comfy_event_type */
+	const char *prompt_id;     /* never NULL */
+	double value, max;         /* COMFY_EV_PROGRESS */
+	struct json_object *output; /* COMFY_EV_EXECUTED: the UI dict; NULL when the server sent null */
+	const char *exc_type, *exc_msg; /* COMFY_EV_ERROR; may be NULL */
+};
+
+/*
+ * Appends the saved output files of one node's UI dict ({"images": [{filename,
+ * subfolder, type}], "audio": [...], ...}; type "output" only, not previews)
+ * to items as {filename, subfolder, kind}. ui may be NULL.
+ */
+void comfy_outputs_add(struct json_object *items, struct json_object *ui);
+
+struct comfy_ws_cbs {
+	void (*on_open)(void *ud);
+	/* Only frames whose data carries a string prompt_id. */
+	void (*on_event)(void *ud, const struct comfy_event *ev);
+	/* Exactly once, after on_open or instead of it; why is borrowed ("" when clean). */
+	void (*on_close)(void *ud, const char *why);
+};
+
+/*
+ * Opens ws://host:port/ws?clientId=client_id. cb is copied. Returns the
+ * session, freed by comfy after on_close; NULL with err (no callback).
+ */
+struct comfy_ws *comfy_ws_open(const char *host, int port, const char *client_id,
+			       const struct comfy_ws_cbs *cb, void *ud, struct err *err);
+/* Closes the session; on_close follows from the loop. */
+void comfy_ws_close(struct comfy_ws *s);
+
+/* ---- the result of a prompt ---- */
+
+enum comfy_result {
+	COMFY_OK,          /* outputs copied */
+	COMFY_ERROR,       /* execution_error: exc_type, msg */
+	COMFY_INTERRUPTED,
+	COMFY_OUTPUT_LOST, /* the history said success, a file could not be copied */
+	COMFY_MISSING,     /* the model server does not know the prompt */
+	COMFY_UNREACHABLE, /* no answer */
+};
+
+/*
+ * outputs (owned by the callee, NULL unless COMFY_OK): [{path, filename,
+ * kind}] where path is relative to the output root. exc_type and msg are
+ * borrowed for the call.
+ */
+typedef void (*comfy_result_fn)(void *ud, uint64_t tag, int result, struct json_object *outputs,
+				const char *exc_type, const char *msg);
+
+/*
+ * Reads /history/{prompt_id} from base_url and, on success, copies each
+ * output (type "output") through /view to out_root/job_id/N-filename.
+ * Returns the fetch, owned by comfy until its callback; NULL with err when
+ * the request cannot start (no callback).
+ */
+struct comfy_fetch *comfy_fetch_result(const char *base_url, const char *prompt_id,
+				       const char *out_root, const char *job_id, uint64_t tag,
+				       comfy_result_fn cb, void *ud, struct err *err);
+/*
+ * The same, for a prompt whose outputs the /ws session already named
+ * (items from comfy_outputs_add; taken): no /history, only the /view
+ * copies. NULL with err when the request cannot start (no callback).
+ */
+struct comfy_fetch *comfy_fetch_files(const char *base_url, struct json_object *items,
+				      const char *out_root, const char *job_id, uint64_t tag,
+				      comfy_result_fn cb, void *ud, struct err *err);
+/* Cancels a fetch: its callback never runs. NULL does nothing. */
+void comfy_fetch_cancel(struct comfy_fetch *f);
+
+#endif

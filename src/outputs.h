@@ -1,0 +1,40 @@
+/*
+ * outputs.h - the output store: the result files of jobs, under the data
+ * directory's outputs/, where they outlive the model servers that made
+ * them.
+ *
+ * A file's public name is "<job id>/<file>" (the URL /api/outputs/<job
+ * id>/<file>). On disk it is
+ *
+ *   <root>/<s>/<job id>-<file>    s: the job id's first two characters
+ *
+ * so the store has at most 256 directories, each made once, and a job
+ * costs its files only (a directory per job was the largest filesystem
+ * cost of a job). Files of the earlier layout, <root>/<job id>/<file>,
+ * are still found.
+ */
+#ifndef FNRUN_OUTPUTS_H
+#define FNRUN_OUTPUTS_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+/*
+ * Where the file `file` of job job_id is written, into out (n bytes); its
+ * directory is made if missing. Returns 0, or -1 with err (ERR_IO when the
+ * directory cannot be made, ERR_INVALID for a name with '/' or too long).
+ */
+int outputs_write_path(const char *root, const char *job_id, const char *file, char *out, size_t n,
+		       struct err *err);
+
+/*
+ * Resolves a public name rel ("<job id>/<file>") under root into out (an
+ * absolute path with no symlink left). Fails with ERR_INVALID for an empty,
+ * absolute or dotted ("..", ".", "//") name or one that is not JOB/FILE,
+ * and ERR_NOT_FOUND when no such regular file is there or it resolves
+ * outside root.
+ */
+int outputs_resolve(const char *root, const char *rel, char *out, size_t n, struct err *err);
+
+#endif
