@@ -2,6 +2,7 @@
  * testutil.c - see testutil.h.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -344,4 +345,109 @@ int tu_wait_http(int port, const char *path, int status, int ms)
 		sleep_ms(10);
 	}
 	return -1;
+}
+
+/* The end of the response in raw (head + Content-Length), or 0 while the head is incomplete. */
+static size_t response_end(const char *raw)
+{
+	const char *sep = strstr(raw, "\r\n\r\n"), *cl;
+
+	if (sep == NULL)
+		return 0;
+	cl = strcasestr(raw, "\r\ncontent-length:");
+	return (size_t)(sep + 4 - raw) + (cl && cl < sep ? strtoul(cl + 17, NULL, 10) : 0);
+}
+
+/* Reads one response with a Content-Length into resp, as tu_read_response fills it. */
+static int read_one_response(int fd, struct tu_resp *resp)
+{
+	size_t len = 0, cap = 16384, end = 0;
+	char *raw = malloc(cap + 1), *sep;
+
+	while (end == 0 || len < end) {
+		ssize_t n;
+		if (len == cap) {
+			cap *= 2;
+			raw = realloc(raw, cap + 1);
+		}
+		n = read(fd, raw + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(raw);
+			return -1;
+		}
+		len += (size_t)n;
+		raw[len] = '\0';
+		if (end == 0)
+			end = response_end(raw);
+	}
+	sep = strstr(raw, "\r\n\r\n");
+	*sep = '\0';
+	sscanf(raw, "HTTP/1.%*d %d", &resp->status);
+	resp->headers = strdup(raw);
+	resp->len = end - (size_t)(sep + 4 - raw);
+	resp->body = malloc(resp->len + 1);
+	memcpy(resp->body, sep + 4, resp->len);
+	resp->body[resp->len] = '\0';
+	free(raw);
+	return 0;
+}
+
+int tu_http_keep(int fd, const char *method, const char *path, const char *body,
+		 struct tu_resp *resp)
+{
+	char head[1024];
+	size_t blen = body ? strlen(body) : 0;
+
+	memset(resp, 0, sizeof *resp);
+	snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n",
+		 method, path, body ? "Content-Type: application/json\r\n" : "", blen);
+	if (tu_write_all(fd, head, strlen(head)) < 0 || (blen && tu_write_all(fd, body, blen) < 0))
+		return -1;
+	return read_one_response(fd, resp);
+}
+
+/* 1 when pid works under dir or names it in its command line. */
+static int uses_dir(int pid, const char *dir)
+{
+	char path[64], buf[4096];
+	ssize_t n;
+	size_t k = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/cwd", pid);
+	n = readlink(path, buf, sizeof buf - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		if (strncmp(buf, dir, strlen(dir)) == 0)
+			return 1;
+	}
+	snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+	f = fopen(path, "r");
+	if (f) {
+		k = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+	}
+	for (size_t i = 0; i < k; i++)
+		buf[i] = buf[i] ? buf[i] : ' ';
+	buf[k] = '\0';
+	return strstr(buf, dir) != NULL;
+}
+
+void tu_kill_users_of(const char *dir)
+{
+	for (int round = 0, found = 1; found && round < 20; round++) {
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+
+		found = 0;
+		while (d && (e = readdir(d)) != NULL) {
+			int pid = atoi(e->d_name);
+			if (pid > 0 && pid != getpid() && uses_dir(pid, dir) && kill(pid, SIGKILL) == 0)
+				found++;
+		}
+		if (d)
+			closedir(d);
+	}
 }

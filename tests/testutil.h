@@ -62,5 +62,19 @@ int tu_read_response(int fd, struct tu_resp *resp);
 const char *tu_resp_header(const struct tu_resp *r, const char *name);
 /* Polls GET path until it answers `status`, up to ms. Returns 0 or -1. */
 int tu_wait_http(int port, const char *path, int status, int ms);
+/*
+ * One HTTP/1.1 request on fd, a connection kept alive (from tu_connect),
+ * whose answer has a Content-Length. body (JSON) may be NULL. Fills resp
+ * (free with tu_resp_free). Returns 0, or -1 when the connection failed
+ * (then unusable).
+ */
+int tu_http_keep(int fd, const char *method, const char *path, const char *body,
+		 struct tu_resp *resp);
+/*
+ * SIGKILLs every process (but this one) whose cwd is under dir or whose
+ * command line names dir, round after round until a round finds none: a
+ * crashed gateway's model servers live on in process groups of their own.
+ */
+void tu_kill_users_of(const char *dir);
 
 #endif
