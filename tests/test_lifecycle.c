@@ -289,6 +289,50 @@ START_TEST(reload_drains_changed_models_and_keeps_serving)
 }
 END_TEST
 
+/* Occurrences of needle in the gateway's log. */
+static int log_count(const char *needle)
+{
+	char path[512], *text, *p;
+	int n = 0;
+
+	snprintf(path, sizeof path, "%s/gateway.log", g.dir);
+	text = tu_read_file(path, NULL);
+	for (p = text; p && (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	free(text);
+	return n;
+}
+
+START_TEST(many_reloads_while_jobs_run_never_wear_out)
+{
+	struct json_object *o;
+	char *slow, *after;
+
+	/* Registry versions are kept for jobs in flight: once a fixed table of 64. */
+	registry("", "--step-ms, \"60\"", "", "--step-ms, \"5\"", "");
+	gw_start(&g);
+	slow = gw_submit(&g, "low", "held across every reload");
+	json_object_put(gw_wait_status(&g, slow, "running", 10000));
+	for (int i = 1; i <= 70; i++) {
+		kill(g.pid, SIGHUP);
+		for (int waited = 0; log_count("registry reloaded") < i; waited += 5) {
+			ck_assert_msg(waited < 5000, "reload %d was not done", i);
+			gw_sleep_ms(5);
+		}
+	}
+	ck_assert_int_eq(log_count("reload refused"), 0);
+	o = gw_wait_status(&g, slow, "completed,failed", 20000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	after = gw_submit(&g, "standard", "after 70 reloads");
+	o = gw_wait_status(&g, after, "completed,failed", 20000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	free(slow);
+	free(after);
+}
+END_TEST
+
 START_TEST(full_queue_answers_503_with_retry_after)
 {
 	struct tu_resp r;
@@ -326,6 +370,7 @@ Suite *suite_lifecycle(void)
 	tcase_add_test(tc, sigterm_drains_running_jobs);
 	tcase_add_test(tc, reload_drains_changed_models_and_keeps_serving);
 	tcase_add_test(tc, full_queue_answers_503_with_retry_after);
+	tcase_add_test(tc, many_reloads_while_jobs_run_never_wear_out);
 	suite_add_tcase(s, tc);
 	return s;
 }
