@@ -20,14 +20,19 @@ void gw_sleep_ms(int ms)
 
 void gw_write_workflow(struct gw *g, const char *name, const char *fail)
 {
+	gw_write_workflow_size(g, name, fail, 64);
+}
+
+void gw_write_workflow_size(struct gw *g, const char *name, const char *fail, int side)
+{
 	char path[512], text[1024];
 
 	snprintf(text, sizeof text,
 		 "{\"1\": {\"class_type\": \"SimTextEncode\", \"inputs\": {\"text\": \"x\"}},"
 		 " \"2\": {\"class_type\": \"SimSampler\", \"inputs\": {\"conditioning\": [\"1\", 0],"
-		 " \"seed\": 1, \"steps\": 8, \"width\": 64, \"height\": 64, \"step_ms\": -1, \"fail\": \"%s\"}},"
+		 " \"seed\": 1, \"steps\": 8, \"width\": %d, \"height\": %d, \"step_ms\": -1, \"fail\": \"%s\"}},"
 		 " \"3\": {\"class_type\": \"SaveImage\", \"inputs\": {\"images\": [\"2\", 0], \"filename_prefix\": \"gw\"}}}",
-		 fail);
+		 side, side, fail);
 	snprintf(path, sizeof path, "%s/%s.json", g->dir, name);
 	ck_assert_int_eq(tu_write_file(path, text, strlen(text)), 0);
 }

@@ -18,6 +18,8 @@ struct gw {
 
 /* Writes dir/wf.json (a sim workflow; fail input "none") and dir/wf-<name>.json variants. */
 void gw_write_workflow(struct gw *g, const char *name, const char *fail);
+/* The same with side x side images (over 256 px, a thumbnail is made). */
+void gw_write_workflow_size(struct gw *g, const char *name, const char *fail, int side);
 /* Writes dir/registry.yaml with the given text. */
 void gw_write_registry(struct gw *g, const char *text);
 void gw_start(struct gw *g);

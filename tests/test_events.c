@@ -112,7 +112,8 @@ static void setup(void)
 {
 	memset(&g, 0, sizeof g);
 	snprintf(g.dir, sizeof g.dir, "%s", tu_tmpdir());
-	gw_write_workflow(&g, "wf", "none");
+	/* Bigger than a thumbnail, so that "Adding final touches" has a phase to name. */
+	gw_write_workflow_size(&g, "wf", "none", 320);
 	gw_write_workflow(&g, "wf-oom", "oom");
 	reaper_start();
 }

@@ -554,15 +554,17 @@ END_TEST
 
 START_TEST(test_sim_structured)
 {
-	for (uint64_t seed = 0; seed < 20; seed++) {
+	/* 8 seeds of a full-size render: a few seconds under ASan on a busy machine. */
+	for (uint64_t seed = 0; seed < 8; seed++) {
 		struct image *img = image_sim_render("a lighthouse at dusk", seed, 512, 512, 20, 20);
-		size_t n = (size_t)512 * 512 * 3;
+		size_t n = (size_t)512 * 512 * 3, out = 0;
 
-		/* Not flat, and in range. */
+		/* Not flat, and in range (counted, then asserted once: fast). */
 		ck_assert_msg(variance(img) > 0.01, "seed %d: variance %f", (int)seed,
 			      variance(img));
 		for (size_t i = 0; i < n; i++)
-			ck_assert(img->px[i] >= 0.0f && img->px[i] <= 1.0f);
+			out += !(img->px[i] >= 0.0f && img->px[i] <= 1.0f);
+		ck_assert_msg(out == 0, "seed %d: %zu values outside [0, 1]", (int)seed, out);
 		image_unref(img);
 	}
 }
