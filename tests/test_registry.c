@@ -959,6 +959,9 @@ Suite *suite_registry(void)
 	Suite *s = suite_create("registry");
 	TCase *tc = tcase_create("registry");
 
+	/* Milliseconds alone, but seconds on a loaded machine under ASan. */
+	tcase_set_timeout(tc, 30);
+
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, valid_registry_loads);
 	tcase_add_test(tc, defaults_without_server_section);

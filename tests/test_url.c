@@ -140,6 +140,9 @@ Suite *suite_url(void)
 	Suite *s = suite_create("url");
 	TCase *tc = tcase_create("url");
 
+	/* Milliseconds alone, but seconds on a loaded machine under ASan. */
+	tcase_set_timeout(tc, 30);
+
 	tcase_add_loop_test(tc, good_urls, 0, (int)(sizeof good / sizeof good[0]));
 	tcase_add_loop_test(tc, bad_urls, 0, (int)(sizeof bad / sizeof bad[0]));
 	tcase_add_test(tc, null_and_long_urls);
