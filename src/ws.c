@@ -15,6 +15,11 @@
  *    the last byte is flushed, or at once when the connection closes.
  * 3. on_close runs exactly once; the ws_conn is freed right after it, or,
  *    if it ran inside wslay_event_recv(), when that returns.
+ * 4. Messages sent from a callback are written together at the end of the
+ *    loop turn (a check and a prepare handle flush every socket with
+ *    something queued): a model server's dozen frames about one prompt go
+ *    out in one write, not twelve. A socket is in the pending list at most
+ *    once, and leaves it before it is freed.
  */
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -33,6 +38,7 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_CLOSE_TIMEOUT_MS 5000 /* wait for the peer's close frame */
 #define WS_OUT_KEEP (64 * 1024)  /* keep the gather buffer up to this size */
+#define WS_BATCH_MAX (16 * 1024) /* bytes of messages held for the end-of-turn write */
 #define WS_OUT_MAX ((size_t)1 << 30)
 
 struct ws_conn {
@@ -47,7 +53,19 @@ struct ws_conn {
 	unsigned in_recv : 1;  /* inside wslay_event_recv() */
 	unsigned closing : 1;  /* ws_close() was called */
 	unsigned dead : 1;     /* on_close ran */
+	unsigned pending : 1;  /* in the list of sockets to flush (invariant 4) */
+	uv_loop_t *loop;
+	struct ws_conn *pnext; /* in that list */
 };
+
+/* The end-of-turn flush (invariant 4), on the loop of the sockets alive. */
+static struct {
+	uv_loop_t *loop;         /* NULL when no socket is alive */
+	uv_check_t check;
+	uv_prepare_t prepare;
+	size_t nws;              /* sockets alive on loop */
+	struct ws_conn *pending; /* sockets with messages to write */
+} wf;
 
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 			  int flags, void *ud)
@@ -108,8 +126,23 @@ static const struct wslay_event_callbacks ws_wslay_callbacks = {
 	.on_msg_recv_callback = ws_on_msg,
 };
 
+static void unpend(struct ws_conn *ws)
+{
+	for (struct ws_conn **pp = &wf.pending; ws->pending && *pp; pp = &(*pp)->pnext)
+		if (*pp == ws) {
+			*pp = ws->pnext;
+			ws->pending = 0;
+		}
+}
+
 static void ws_free(struct ws_conn *ws)
 {
+	unpend(ws);
+	if (ws->loop && ws->loop == wf.loop && --wf.nws == 0) {
+		uv_close((uv_handle_t *)&wf.check, NULL);
+		uv_close((uv_handle_t *)&wf.prepare, NULL);
+		wf.loop = NULL;
+	}
 	wslay_event_context_free(ws->ctx);
 	buf_cleanup(&ws->out);
 	free(ws);
@@ -160,6 +193,62 @@ static void ws_on_read(void *ud, const char *data, size_t len)
 		return;
 	}
 	ws_flush(ws);
+}
+
+static void flush_pending(void)
+{
+	while (wf.pending) {
+		struct ws_conn *ws = wf.pending;
+
+		wf.pending = ws->pnext;
+		ws->pending = 0;
+		ws_flush(ws);
+	}
+}
+
+static void on_check(uv_check_t *h)
+{
+	flush_pending();
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+	flush_pending();
+}
+
+/* Counts a new socket on loop; the flush handles start with the first. */
+static void ws_attach(struct ws_conn *ws, uv_loop_t *loop)
+{
+	if (wf.loop == NULL) {
+		wf.loop = loop;
+		uv_check_init(loop, &wf.check);
+		uv_prepare_init(loop, &wf.prepare);
+		uv_check_start(&wf.check, on_check);
+		uv_prepare_start(&wf.prepare, on_prepare);
+		/* The sockets keep the loop alive, never these. */
+		uv_unref((uv_handle_t *)&wf.check);
+		uv_unref((uv_handle_t *)&wf.prepare);
+	}
+	if (wf.loop == loop) {
+		ws->loop = loop;
+		wf.nws++;
+	}
+}
+
+/* Writes ws's messages at the end of the turn (at once on another loop). */
+static void flush_later(struct ws_conn *ws)
+{
+	/* A burst is written as it passes WS_BATCH_MAX, so that what waits stays small. */
+	if (ws->loop == NULL || ws->loop != wf.loop ||
+	    wslay_event_get_queued_msg_length(ws->ctx) >= WS_BATCH_MAX) {
+		ws_flush(ws);
+		return;
+	}
+	if (ws->pending)
+		return;
+	ws->pending = 1;
+	ws->pnext = wf.pending;
+	wf.pending = ws;
 }
 
 static void ws_on_conn_close(void *ud)
@@ -268,6 +357,7 @@ struct ws_conn *http_ws_accept(struct http_req *req, const struct ws_callbacks *
 		ws_free(ws); /* the peer left before the upgrade */
 		return NULL;
 	}
+	ws_attach(ws, ws->conn->tcp.loop);
 	lim = http_conn_limits(ws->conn);
 	ws->max_queued = lim->ws_max_queued;
 	wslay_event_config_set_max_recv_msg_length(ws->ctx, lim->ws_max_message);
@@ -294,7 +384,7 @@ static int ws_send(struct ws_conn *ws, uint8_t opcode, const void *msg, size_t l
 		return -1;
 	if (wslay_event_queue_msg(ws->ctx, &m) != 0)
 		return -1; /* a close frame is queued or was sent */
-	ws_flush(ws);
+	flush_later(ws);
 	return 0;
 }
 
