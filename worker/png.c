@@ -111,21 +111,38 @@ static int text_ok(const char *key, const char *value)
 	return klen >= 1 && klen <= 79 && value != NULL && strlen(value) < PNG_CHUNK_MAX - 80;
 }
 
+/*
+ * One deflate stream, reset between images: setting one up allocates and
+ * clears about 256 KiB, which cost more than compressing a small image
+ * (and returned the memory to the system each time). The worker encodes
+ * on its loop thread only.
+ */
+static z_stream zs;
+static int zs_ready;
+
 /* IDAT payload: the zlib stream of the filtered rows. Caller frees. */
 static unsigned char *png_deflate(const struct image *img, int index, size_t *zlen)
 {
 	size_t rawlen;
 	unsigned char *raw = png_rows(img, index, &rawlen);
-	uLongf n = compressBound((uLong)rawlen);
+	uLong n = compressBound((uLong)rawlen);
 	unsigned char *z = xmalloc(n);
+	int rc = zs_ready ? deflateReset(&zs) : deflateInit(&zs, PNG_ZLIB_LEVEL);
 
-	if (compress2(z, &n, raw, (uLong)rawlen, PNG_ZLIB_LEVEL) != Z_OK || n > PNG_CHUNK_MAX) {
-		free(raw);
+	zs_ready = rc == Z_OK;
+	if (rc == Z_OK) {
+		zs.next_in = raw;
+		zs.avail_in = (uInt)rawlen;
+		zs.next_out = z;
+		zs.avail_out = (uInt)n;
+		rc = deflate(&zs, Z_FINISH);
+	}
+	free(raw);
+	if (rc != Z_STREAM_END || zs.total_out > PNG_CHUNK_MAX) {
 		free(z);
 		return NULL;
 	}
-	free(raw);
-	*zlen = n;
+	*zlen = zs.total_out;
 	return z;
 }
 

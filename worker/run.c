@@ -888,7 +888,7 @@ static void path_normalize(char *p)
 	*out = '\0';
 }
 
-static int highest_counter(const char *dir, const char *base)
+static int scan_counter(const char *dir, const char *base)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -906,6 +906,48 @@ static int highest_counter(const char *dir, const char *base)
 	}
 	closedir(d);
 	return best;
+}
+
+/*
+ * The counters of recent (directory, prefix) pairs. ComfyUI scans the
+ * directory for the highest <prefix>_<n>_ at every save, which costs a
+ * read of the whole directory per image: thousands of files, thousands of
+ * entries read. Here the directory is scanned once per pair; later saves
+ * take the next number after checking, with one stat, that nobody else
+ * took it (then it scans again), so the numbers are the same as ComfyUI's.
+ */
+#define COUNTERS 16
+
+static struct {
+	char key[PATH_MAX + 256]; /* dir "\n" base */
+	int last;
+} counters[COUNTERS];
+static unsigned counters_next;
+
+static int next_counter(const char *dir, const char *base, const char *ext)
+{
+	char key[sizeof counters[0].key], path[PATH_MAX + 512];
+	struct stat st;
+	int slot = -1;
+
+	int kn = snprintf(key, sizeof key, "%s\n%s", dir, base);
+
+	if (kn < 0 || (size_t)kn >= sizeof key)
+		return scan_counter(dir, base) + 1; /* too long to remember: ComfyUI's way */
+	for (int i = 0; i < COUNTERS; i++)
+		if (strcmp(counters[i].key, key) == 0)
+			slot = i;
+	if (slot >= 0) {
+		int n = snprintf(path, sizeof path, "%s/%s_%05d_.%s", dir, base,
+				 counters[slot].last + 1, ext);
+		if (n > 0 && (size_t)n < sizeof path && stat(path, &st) < 0 && errno == ENOENT)
+			return ++counters[slot].last;
+	} else {
+		slot = (int)(counters_next++ % COUNTERS);
+		memcpy(counters[slot].key, key, (size_t)kn + 1);
+	}
+	counters[slot].last = scan_counter(dir, base) + 1;
+	return counters[slot].last;
 }
 
 int node_ctx_save_path(struct node_ctx *ctx, const char *prefix, const char *ext, int temp,
@@ -940,7 +982,7 @@ int node_ctx_save_path(struct node_ctx *ctx, const char *prefix, const char *ext
 	}
 	snprintf(out->subfolder, sizeof out->subfolder, "%s", full[rl] ? full + rl + 1 : "");
 	snprintf(out->filename, sizeof out->filename, "%s_%05d_.%s", base,
-		 highest_counter(full, base) + 1, ext);
+		 next_counter(full, base, ext), ext);
 	if (snprintf(out->path, sizeof out->path, "%s/%s", full, out->filename) >=
 	    (int)sizeof out->path) {
 		snprintf(errbuf, errlen, "file name too long");
