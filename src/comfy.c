@@ -214,6 +214,39 @@ static void on_ws_open(struct wsc *w, void *ud)
 		s->cb.on_open(s->ud);
 }
 
+/*
+ * A frame not worth parsing: ComfyUI writes {"type": "<t>", ...} with the
+ * type first, and of a prompt's dozen or more frames most are status,
+ * progress_state and executing of a node, which say only "still going"
+ * (the final executing, with node null, is parsed). Returns 1 and, for
+ * the two that name a prompt, its id (into pid, "" when absent); 0 for a
+ * frame to parse.
+ */
+static int uninteresting(const char *msg, size_t len, char *pid, size_t n)
+{
+	static const char head[] = "{\"type\": \"", key[] = "\"prompt_id\": \"";
+	static const char *const skip[] = {"status\"", "progress_state\"", "executing\""};
+	size_t hl = sizeof head - 1, kl = sizeof key - 1;
+	const char *p, *end;
+
+	pid[0] = '\0';
+	if (len < hl || memcmp(msg, head, hl) != 0)
+		return 0;
+	for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
+		size_t sl = strlen(skip[i]);
+		if (len - hl < sl || memcmp(msg + hl, skip[i], sl) != 0)
+			continue;
+		if (i == 2 && memmem(msg, len, "\"node\": null", sizeof "\"node\": null" - 1) != NULL)
+			return 0; /* the end of a prompt */
+		p = memmem(msg, len, key, kl);
+		end = p ? memchr(p + kl, '"', len - (size_t)(p + kl - msg)) : NULL;
+		if (end && (size_t)(end - p - kl) < n)
+			snprintf(pid, n, "%.*s", (int)(end - p - kl), p + kl);
+		return 1;
+	}
+	return 0;
+}
+
 static void on_ws_text(struct wsc *w, const char *msg, size_t len, void *ud)
 {
 	struct comfy_ws *s = ud;
@@ -221,7 +254,14 @@ static void on_ws_text(struct wsc *w, const char *msg, size_t len, void *ud)
 	struct err e = {0};
 	struct comfy_event ev = {0};
 	const char *type;
+	char pid[160];
 
+	if (uninteresting(msg, len, pid, sizeof pid)) {
+		ev.prompt_id = pid;
+		if (pid[0] && s->cb.on_event)
+			s->cb.on_event(s->ud, &ev); /* COMFY_EV_OTHER: the prompt goes on */
+		return;
+	}
 	if (json_parse(msg, len, 64, &o, &e) < 0)
 		return;
 	type = json_get_str(o, "type");

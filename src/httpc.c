@@ -33,6 +33,7 @@
 #include "util.h"
 
 #define HTTPC_METHOD_MAX 16 /* bytes, with the NUL */
+#define HTTPC_POOL 16       /* idle easy handles kept for reuse */
 
 struct httpc {
 	uv_loop_t *loop;          /* borrowed */
@@ -46,6 +47,8 @@ struct httpc {
 	int freeing;              /* httpc_free() was called */
 	void (*done)(void *arg);  /* from httpc_free() */
 	void *done_arg;
+	CURL *idle[HTTPC_POOL];   /* finished easy handles, reset, for the next calls */
+	int nidle;
 };
 
 /* One socket libcurl asked us to watch; freed in its close callback. */
@@ -257,10 +260,21 @@ static void call_unlink(struct httpc_call *call)
 		call->next->prev = call->prev;
 }
 
-/* Frees a call that is neither linked nor in the multi; removes its temp file. */
+/*
+ * Frees a call that is neither linked nor in the multi; removes its temp
+ * file. Its easy handle goes back to the pool (a reset handle keeps its
+ * buffers, so a request does not allocate them again).
+ */
 static void call_release(struct httpc_call *call)
 {
-	curl_easy_cleanup(call->easy);
+	struct httpc *c = call->c;
+
+	if (call->easy && c && !c->freeing && c->nidle < HTTPC_POOL) {
+		curl_easy_reset(call->easy);
+		c->idle[c->nidle++] = call->easy;
+	} else {
+		curl_easy_cleanup(call->easy);
+	}
 	curl_slist_free_all(call->headers);
 	if (call->out)
 		fclose(call->out);
@@ -402,6 +416,8 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void teardown(struct httpc *c)
 {
+	while (c->nidle > 0)
+		curl_easy_cleanup(c->idle[--c->nidle]);
 	/* May call on_curl_socket with CURL_POLL_REMOVE for cached connections. */
 	curl_multi_cleanup(c->multi);
 	c->multi = NULL;
@@ -646,7 +662,7 @@ struct httpc_call *httpc_request(struct httpc *c, const struct httpc_opts *o, ht
 	if (valid_opts(c, o, cb, err) < 0)
 		return NULL;
 	call = call_new(c, o, cb, ud);
-	call->easy = curl_easy_init();
+	call->easy = c->nidle > 0 ? c->idle[--c->nidle] : curl_easy_init();
 	if (call->easy == NULL) {
 		err_set(err, ERR_INTERNAL, "curl_easy_init failed");
 		goto fail;
