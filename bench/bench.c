@@ -331,25 +331,53 @@ static void *submit_loop(void *arg)
 	return NULL;
 }
 
+/* CPU seconds (user + system) the process has used so far, or -1. */
+static double cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the command may hold spaces; fields follow it */
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+				&ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/*
+ * Completed zero-time sim jobs per second through `runners` runners, with
+ * a durable store, and fnrun's own CPU per job (from /proc: user + system
+ * time, its threads included, over the measured window).
+ */
 static void bench_throughput(int runners, int jobs)
 {
 	char reg[4096];
 	int gport = tu_free_port();
 	pthread_t th[4];
 	struct submitter s = {gport, jobs / 4};
-	double t0, t1;
+	double t0, t1, c0, c1;
 	pid_t g;
 	long done;
 
 	snprintf(reg, sizeof reg,
 		 "%s    command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"0\", --cache-none, --log-level, warn, --port, \"{port}\"]\n"
 		 "    min_instances: %d\n    max_instances: %d\n", reg_head, runners, runners);
-	g = start_gateway(reg, gport, "tp");
+	g = start_gateway(reg, gport, runners == 2 ? "tp2" : "tp4");
 	/* Warm: every runner started and one job through. */
 	submit_loop(&(struct submitter){gport, runners});
 	while (metric(gport, "fnrun_jobs_completed_total") < runners)
 		usleep(1000);
 	t0 = now_ms();
+	c0 = cpu_s(g);
 	for (int i = 0; i < 4; i++)
 		pthread_create(&th[i], NULL, submit_loop, &s);
 	for (int i = 0; i < 4; i++)
@@ -359,11 +387,14 @@ static void bench_throughput(int runners, int jobs)
 		usleep(2000);
 		done = metric(gport, "fnrun_jobs_completed_total");
 	} while (done < runners + 4L * s.n && now_ms() - t0 < 120000);
+	c1 = cpu_s(g);
 	printf("gateway submit rate: %d jobs in %.0f ms = %.0f submits/s\n", 4 * s.n, t1 - t0,
 	       4 * s.n * 1000.0 / (t1 - t0));
 	printf("gateway throughput, zero-time sim jobs, %d runners: %ld jobs in %.0f ms = %.0f jobs/s, RSS %ld MB\n",
 	       runners, done - runners, now_ms() - t0, (done - runners) * 1000.0 / (now_ms() - t0),
 	       rss_kb(g) / 1024);
+	printf("gateway CPU per job, %d runners: %.3f ms (user + system, all threads)\n", runners,
+	       (c1 - c0) * 1000.0 / (double)(done - runners));
 	tu_stop(g, 5000);
 }
 
@@ -675,8 +706,10 @@ int main(void)
 		bench_docker();
 	if (wanted("estimates"))
 		bench_estimates();
-	if (wanted("throughput"))
-		bench_throughput(2, 4000);
+	if (wanted("throughput")) {
+		bench_throughput(2, 8000);
+		bench_throughput(4, 8000);
+	}
 	if (wanted("rss"))
 		bench_rss(10000);
 	tu_rmrf(dir);

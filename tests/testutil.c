@@ -48,7 +48,10 @@ const char *tu_shared(void)
 const char *tu_tmpdir(void)
 {
 	if (tmpdir[0] == '\0') {
-		snprintf(tmpdir, sizeof tmpdir, "/tmp/fnrun-test-XXXXXX");
+		const char *base = getenv("TMPDIR");
+
+		snprintf(tmpdir, sizeof tmpdir, "%s/fnrun-test-XXXXXX",
+			 base && base[0] == '/' ? base : "/tmp");
 		if (mkdtemp(tmpdir) == NULL)
 			ck_abort_msg("mkdtemp: %s", strerror(errno));
 	}
