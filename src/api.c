@@ -588,6 +588,13 @@ static void api_metrics(struct http_req *req)
 	       server.runners_started);
 	metric(&b, "fnrun_runners_crashed_total", "counter", "Model servers that crashed.",
 	       server.runners_crashed);
+	metric(&b, "fnrun_store_commits_total", "counter", "Group commits of the job store.",
+	       server.store_commits);
+	metric(&b, "fnrun_store_rows_written_total", "counter", "Job rows the commits wrote.",
+	       server.store_rows);
+	metric(&b, "fnrun_store_commit_failures_total", "counter",
+	       "Commits that failed (disk full, I/O error); their changes were held and retried.",
+	       server.store_failures);
 	metric(&b, "fnrun_jobs_queued", "gauge", "Jobs waiting in the queue.", sched_queued());
 	metric(&b, "fnrun_http_connections", "gauge", "Open HTTP connections.",
 	       server.http ? http_server_conns(server.http) : 0);

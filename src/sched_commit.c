@@ -222,6 +222,8 @@ static int write_records(struct err *err)
  */
 static int commit(struct err *err)
 {
+	int rc;
+
 	if (store_begin(server.store, err) < 0)
 		return -1;
 	for (struct sjob *sj = cm.dhead; sj; sj = sj->dnext) {
@@ -237,9 +239,17 @@ static int commit(struct err *err)
 	}
 	if (write_records(err) < 0)
 		goto fail;
-	return store_commit(server.store, err);
+	rc = store_commit(server.store, err);
+	if (rc == 0) {
+		server.store_commits++;
+		server.store_rows += cm.ndirty;
+	} else {
+		server.store_failures++;
+	}
+	return rc;
 fail:
 	store_rollback(server.store, NULL);
+	server.store_failures++;
 	return -1;
 }
 

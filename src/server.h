@@ -51,6 +51,9 @@ struct server {
 	uint64_t jobs_retried;
 	uint64_t runners_started;
 	uint64_t runners_crashed;
+	uint64_t store_commits;     /* group commits that succeeded */
+	uint64_t store_rows;        /* job rows they wrote */
+	uint64_t store_failures;    /* commits that failed (disk full, I/O) */
 };
 
 extern struct server server;
