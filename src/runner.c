@@ -146,6 +146,7 @@ static void maybe_free(struct runner *r)
 		return;
 	env_free(&r->env);
 	free(r->prompt_id);
+	free(r->local_out);
 	seen_free(r->seen);
 	free(r);
 }
@@ -187,8 +188,17 @@ static void end_job(struct runner *r, int kind, struct json_object *outputs, con
 	r->reported_running = r->fetching = 0;
 	seen_free(r->seen);
 	r->seen = NULL;
-	comfy_cancel(r->submit);
-	r->submit = NULL;
+	/*
+	 * A prompt can end before its POST's reply is read. Cancelling the
+	 * call would close the kept-alive connection; it is kept until its
+	 * reply comes (and is dropped as stale), only the newest such.
+	 */
+	if (r->submit) {
+		comfy_cancel(r->stale);
+		r->stale = r->submit;
+		r->stale_gen = r->gen - 1; /* the generation it was sent with */
+		r->submit = NULL;
+	}
 	comfy_fetch_cancel(r->fetch);
 	r->fetch = NULL;
 	uv_timer_stop(&r->watchdog);
@@ -215,6 +225,11 @@ static void on_submitted(void *ud, uint64_t tag, int status, const char *pid, co
 {
 	struct runner *r = ud;
 
+	if (r->stale && tag == r->stale_gen) {
+		r->stale = NULL; /* the reply of a prompt that already ended */
+		log_debug("stale answer dropped runner=%s what=prompt reply", r->id);
+		return;
+	}
 	if (!current(r, tag, "prompt reply"))
 		return;
 	r->submit = NULL;
@@ -326,6 +341,15 @@ static int result_from_ws(struct runner *r)
 		end_job(r, -1, json_object_new_array(), NULL, NULL);
 		return 0;
 	}
+	/* Written where we can reach it: linked, no HTTP, no copy. */
+	if (r->local_out && comfy_link_outputs(r->local_out, v->items, r->env.out_root, r->job_id,
+					       &items, &e) == 0) {
+		end_job(r, -1, items, NULL, NULL);
+		return 0;
+	}
+	if (r->local_out)
+		log_warn("outputs not linked, fetched instead runner=%s err=%s", r->id, log_q(e.msg));
+	err_clear(&e);
 	items = json_object_get(v->items);
 	r->fetch = comfy_fetch_files(r->base_url, items, r->env.out_root, r->job_id, r->gen,
 				     on_result, r, &e);
@@ -523,6 +547,8 @@ static void release(struct runner *r)
 	r->probe = NULL;
 	comfy_cancel(r->submit);
 	r->submit = NULL;
+	comfy_cancel(r->stale);
+	r->stale = NULL;
 	comfy_fetch_cancel(r->fetch);
 	r->fetch = NULL;
 	if (r->ws)
@@ -564,7 +590,7 @@ struct runner *runner_start(const struct reg_model *m, int gpu, const char *url,
 	static const struct runtime_cbs rcb = {on_inst_started, on_inst_exit};
 	struct runner *r = xcalloc(1, sizeof *r);
 	struct runtime_spec spec = {.model = m, .gpu = gpu, .url = url};
-	char logpath[4096], rundir[4096];
+	char logpath[4096], rundir[4096], outdir[4200];
 
 	snprintf(r->id, sizeof r->id, "r%u-%d", ++runner_seq, (int)getpid());
 	r->model = m;
@@ -583,9 +609,12 @@ struct runner *runner_start(const struct reg_model *m, int gpu, const char *url,
 	snprintf(r->url, sizeof r->url, "%s", url ? url : "");
 	snprintf(logpath, sizeof logpath, "%s/%s.log", env->logs_dir, r->id);
 	snprintf(rundir, sizeof rundir, "%s/%s", env->runs_dir, r->id);
+	snprintf(outdir, sizeof outdir, "%s/output", rundir);
 	spec.runner_id = r->id;
 	spec.log_path = logpath;
 	spec.run_dir = rundir;
+	spec.out_dir = outdir;
+	r->local_out = m->command_outdir ? xstrdup(outdir) : NULL;
 	spec.bindir = env->bindir;
 	spec.configdir = env->configdir;
 	r->inst = runtime_start(&spec, &rcb, r, err);
@@ -593,6 +622,7 @@ struct runner *runner_start(const struct reg_model *m, int gpu, const char *url,
 		log_error("runner not started runner=%s model=%s err=%s", r->id, m->id,
 			  log_q(err->msg));
 		env_free(&r->env);
+		free(r->local_out);
 		free(r);
 		return NULL;
 	}

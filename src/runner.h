@@ -123,9 +123,12 @@ struct runner {
 	struct runner_cbs cb;
 	void *ud;
 	struct runner_env env;         /* copied strings */
+	char *local_out;               /* {outdir}: its outputs are linked from here; or NULL */
 	struct runtime_inst *inst;     /* until the runtime's on_exit */
 	struct comfy_ws *ws;           /* until its on_close */
 	struct comfy_call *probe, *submit;
+	struct comfy_call *stale;      /* a POST whose prompt ended before its reply */
+	uint64_t stale_gen;
 	struct comfy_fetch *fetch;
 	uv_timer_t timer;              /* start probes and start timeout */
 	uv_timer_t watchdog;           /* no message while busy for step_timeout */
