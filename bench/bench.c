@@ -356,22 +356,27 @@ static double cpu_s(pid_t pid)
 /*
  * Completed zero-time sim jobs per second through `runners` runners, with
  * a durable store, and fnrun's own CPU per job (from /proc: user + system
- * time, its threads included, over the measured window).
+ * time, its threads included, over the measured window). linked: the
+ * model servers write into {outdir}, so outputs are hard-linked into the
+ * output store; else each is copied over HTTP (GET /view).
  */
-static void bench_throughput(int runners, int jobs)
+static void bench_throughput(int runners, int jobs, int linked)
 {
-	char reg[4096];
+	char reg[4096], name[16];
 	int gport = tu_free_port();
 	pthread_t th[4];
 	struct submitter s = {gport, jobs / 4};
 	double t0, t1, c0, c1;
+	const char *how = linked ? "outputs linked ({outdir})" : "outputs copied (GET /view)";
 	pid_t g;
 	long done;
 
 	snprintf(reg, sizeof reg,
-		 "%s    command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"0\", --cache-none, --log-level, warn, --port, \"{port}\"]\n"
-		 "    min_instances: %d\n    max_instances: %d\n", reg_head, runners, runners);
-	g = start_gateway(reg, gport, runners == 2 ? "tp2" : "tp4");
+		 "%s    command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"0\", --cache-none, --log-level, warn, --port, \"{port}\"%s]\n"
+		 "    min_instances: %d\n    max_instances: %d\n", reg_head,
+		 linked ? ", --output-directory, \"{outdir}\"" : "", runners, runners);
+	snprintf(name, sizeof name, "tp%d%s", runners, linked ? "l" : "c");
+	g = start_gateway(reg, gport, name);
 	/* Warm: every runner started and one job through. */
 	submit_loop(&(struct submitter){gport, runners});
 	while (metric(gport, "fnrun_jobs_completed_total") < runners)
@@ -388,13 +393,13 @@ static void bench_throughput(int runners, int jobs)
 		done = metric(gport, "fnrun_jobs_completed_total");
 	} while (done < runners + 4L * s.n && now_ms() - t0 < 120000);
 	c1 = cpu_s(g);
-	printf("gateway submit rate: %d jobs in %.0f ms = %.0f submits/s\n", 4 * s.n, t1 - t0,
-	       4 * s.n * 1000.0 / (t1 - t0));
-	printf("gateway throughput, zero-time sim jobs, %d runners: %ld jobs in %.0f ms = %.0f jobs/s, RSS %ld MB\n",
-	       runners, done - runners, now_ms() - t0, (done - runners) * 1000.0 / (now_ms() - t0),
-	       rss_kb(g) / 1024);
-	printf("gateway CPU per job, %d runners: %.3f ms (user + system, all threads)\n", runners,
-	       (c1 - c0) * 1000.0 / (double)(done - runners));
+	printf("gateway submit rate, %d runners: %d jobs in %.0f ms = %.0f submits/s\n", runners,
+	       4 * s.n, t1 - t0, 4 * s.n * 1000.0 / (t1 - t0));
+	printf("gateway throughput, zero-time sim jobs, %d runners, %s: %.0f jobs/s (%ld in %.0f ms), RSS %ld MB\n",
+	       runners, how, (done - runners) * 1000.0 / (now_ms() - t0), done - runners,
+	       now_ms() - t0, rss_kb(g) / 1024);
+	printf("gateway CPU per job, %d runners, %s: %.3f ms (user + system, all threads)\n", runners,
+	       how, (c1 - c0) * 1000.0 / (double)(done - runners));
 	tu_stop(g, 5000);
 }
 
@@ -707,8 +712,10 @@ int main(void)
 	if (wanted("estimates"))
 		bench_estimates();
 	if (wanted("throughput")) {
-		bench_throughput(2, 8000);
-		bench_throughput(4, 8000);
+		for (int linked = 0; linked < 2; linked++) {
+			bench_throughput(2, 8000, linked);
+			bench_throughput(4, 8000, linked);
+		}
 	}
 	if (wanted("rss"))
 		bench_rss(10000);

@@ -149,4 +149,16 @@ struct comfy_fetch *comfy_fetch_files(const char *base_url, struct json_object *
 /* Cancels a fetch: its callback never runs. NULL does nothing. */
 void comfy_fetch_cancel(struct comfy_fetch *f);
 
+/*
+ * For a model server that writes its outputs into local_dir, a directory
+ * on our file system (a process runtime given {outdir}): hard-links each
+ * of items ([{filename, subfolder, kind}], borrowed) into the output store
+ * as comfy_fetch_* would copy it, with no HTTP and no copy of the bytes.
+ * Returns 0 with *outputs (caller owns), or -1 with err when any cannot be
+ * linked (another file system, a name that leaves local_dir, a missing
+ * file); then the caller fetches them through /view.
+ */
+int comfy_link_outputs(const char *local_dir, struct json_object *items, const char *out_root,
+		       const char *job_id, struct json_object **outputs, struct err *err);
+
 #endif

@@ -379,3 +379,82 @@ struct comfy_fetch *comfy_fetch_files(const char *base_url, struct json_object *
 	}
 	return f;
 }
+
+/* 1 for a name the model server may use inside its own directory: no "..", not absolute. */
+static int name_inside(const char *name, int slashes)
+{
+	const char *p = name;
+
+	if (name[0] == '/')
+		return 0;
+	while (*p) {
+		size_t n = strcspn(p, "/");
+		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return 0;
+		p += n;
+		if (*p == '/') {
+			if (!slashes)
+				return 0;
+			p++;
+		}
+	}
+	return 1;
+}
+
+/* Links one output; its entry in outputs. */
+static int link_one(const char *local_dir, struct json_object *it, size_t i, const char *out_root,
+		    const char *job_id, struct json_object *outputs, struct err *err)
+{
+	const char *name = json_get_str(it, "filename"), *sub = json_get_str(it, "subfolder");
+	char src[4096], dst[4096], file[512], rel[600];
+	unsigned char head[24];
+	struct json_object *out;
+	int64_t w, h;
+	ssize_t got;
+	int fd;
+
+	if (name == NULL || !name_inside(name, 0) || (sub && !name_inside(sub, 1))) {
+		err_set(err, ERR_INVALID, "output name leaves the model server's directory");
+		return -1;
+	}
+	snprintf(src, sizeof src, "%s/%s%s%s", local_dir, sub ? sub : "", sub && sub[0] ? "/" : "",
+		 name);
+	snprintf(file, sizeof file, "%zu-%s", i, name);
+	if (outputs_write_path(out_root, job_id, file, dst, sizeof dst, err) < 0)
+		return -1;
+	if (link(src, dst) < 0 && !(errno == EEXIST && unlink(dst) == 0 && link(src, dst) == 0)) {
+		err_set(err, ERR_IO, "link %s: %s", src, strerror(errno));
+		return -1;
+	}
+	fd = open(dst, O_RDONLY | O_CLOEXEC);
+	got = fd >= 0 ? read(fd, head, sizeof head) : -1;
+	if (fd >= 0)
+		close(fd);
+	png_size(head, got > 0 ? (size_t)got : 0, &w, &h);
+	snprintf(rel, sizeof rel, "%s/%s", job_id, file);
+	out = json_object_new_object();
+	json_put(out, "path", json_str(rel));
+	json_put(out, "filename", json_str(name));
+	json_put(out, "kind", json_str(json_get_str(it, "kind")));
+	if (w > 0) {
+		json_put(out, "width", json_int(w));
+		json_put(out, "height", json_int(h));
+	}
+	json_object_array_add(outputs, out);
+	return 0;
+}
+
+int comfy_link_outputs(const char *local_dir, struct json_object *items, const char *out_root,
+		       const char *job_id, struct json_object **outputs, struct err *err)
+{
+	struct json_object *v = json_object_new_array();
+
+	for (size_t i = 0; i < json_object_array_length(items); i++)
+		if (link_one(local_dir, json_object_array_get_idx(items, i), i, out_root, job_id, v,
+			     err) < 0) {
+			json_object_put(v);
+			return -1;
+		}
+	*outputs = v;
+	return 0;
+}

@@ -586,7 +586,8 @@ struct json_object *registry_catalog(const struct registry *r)
 	return o;
 }
 
-char *registry_expand(const char *arg, int port, const char *bindir, const char *configdir)
+char *registry_expand(const char *arg, int port, const char *bindir, const char *configdir,
+		      const char *outdir)
 {
 	struct buf b;
 
@@ -601,6 +602,9 @@ char *registry_expand(const char *arg, int port, const char *bindir, const char 
 		} else if (strncmp(arg, "{configdir}", 11) == 0) {
 			buf_puts(&b, configdir);
 			arg += 11;
+		} else if (strncmp(arg, "{outdir}", 8) == 0) {
+			buf_puts(&b, outdir ? outdir : "");
+			arg += 8;
 		} else {
 			buf_putc(&b, *arg++);
 		}

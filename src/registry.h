@@ -146,6 +146,7 @@ struct reg_model {
 	const struct reg_model *fallback; /* same function, or NULL */
 	int64_t weight;            /* A/B weight among a tier's models, default 100 */
 	int weight_set;            /* 1: the file gave `weight:`; 0: the default */
+	int command_outdir;        /* 1: the command passes {outdir}: outputs are taken from there */
 	int enabled;
 };
 
@@ -245,9 +246,11 @@ const char *registry_message(const struct reg_function *f, int phase);
 
 /*
  * One command argument with its placeholders replaced: {port}, {bindir},
- * {configdir}. Caller frees the result.
+ * {configdir}, {outdir} (NULL: left empty; process runtime only). Caller
+ * frees the result.
  */
-char *registry_expand(const char *arg, int port, const char *bindir, const char *configdir);
+char *registry_expand(const char *arg, int port, const char *bindir, const char *configdir,
+		      const char *outdir);
 /* "queued", "preparing", ...; NULL when out of range. */
 const char *registry_phase_name(int phase);
 

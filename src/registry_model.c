@@ -108,7 +108,8 @@ static void model_function(struct pctx *c, yaml_node_t *n, struct reg_model *m)
 }
 
 /* Reports a {name} placeholder other than {port}, {bindir} and {configdir}. */
-static void check_placeholders(struct pctx *c, yaml_node_t *v, const char *arg)
+static void check_placeholders(struct pctx *c, yaml_node_t *v, const char *arg,
+			       const struct reg_model *m)
 {
 	for (const char *p = strchr(arg, '{'); p != NULL; p = strchr(p + 1, '{')) {
 		size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_");
@@ -119,8 +120,14 @@ static void check_placeholders(struct pctx *c, yaml_node_t *v, const char *arg)
 		    (n == 6 && strncmp(p + 1, "bindir", 6) == 0) ||
 		    (n == 9 && strncmp(p + 1, "configdir", 9) == 0))
 			continue;
-		registry__perr(c, v, "unknown placeholder {%.*s}; allowed: {port}, {bindir}, {configdir}",
-			       (int)n, p + 1);
+		if (n == 6 && strncmp(p + 1, "outdir", 6) == 0) {
+			if (m->runtime != REG_RUNTIME_PROCESS)
+				registry__perr(c, v, "{outdir} applies only to runtime process (a "
+					       "directory fnrun shares with the model server)");
+			continue;
+		}
+		registry__perr(c, v, "unknown placeholder {%.*s}; allowed: {port}, {bindir}, "
+			       "{configdir}, {outdir}", (int)n, p + 1);
 	}
 }
 
@@ -143,8 +150,9 @@ static void parse_command(struct pctx *c, yaml_node_t *v, struct reg_model *m)
 		if (s == NULL)
 			registry__perr(c, a, "must be a string; quote placeholders, e.g. \"{port}\"");
 		else
-			check_placeholders(c, a, s);
+			check_placeholders(c, a, s, m);
 		has_port |= s != NULL && strstr(s, "{port}") != NULL;
+		m->command_outdir |= s != NULL && strstr(s, "{outdir}") != NULL;
 		m->command[m->ncommand++] = xstrdup(s ? s : "");
 		registry__path_pop(c, old);
 	}

@@ -40,6 +40,7 @@ struct runtime_spec {
 	int gpu;                /* GPU index to pin it to */
 	const char *log_path;   /* its output is appended here (process, docker) */
 	const char *run_dir;    /* process: its working directory (made if missing) */
+	const char *out_dir;    /* process: {outdir}, where it writes outputs we take by link */
 	const char *url;        /* external: the server this instance stands for */
 	const char *bindir;     /* {bindir} in a process command */
 	const char *configdir;  /* {configdir} */

@@ -185,7 +185,7 @@ char *docker__create_body(const struct reg_model *m, const char *runner_id, int 
 	if (m->ncommand > 0) {
 		cmd = json_object_new_array();
 		for (size_t i = 0; i < m->ncommand; i++) {
-			char *a = registry_expand(m->command[i], DOCKER_PORT, DOCKER_BINDIR, confdir);
+			char *a = registry_expand(m->command[i], DOCKER_PORT, DOCKER_BINDIR, confdir, NULL);
 			json_object_array_add(cmd, json_str(a));
 			free(a);
 		}

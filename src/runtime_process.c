@@ -123,7 +123,8 @@ static int spawn(struct proc_inst *p, const struct runtime_spec *spec, struct er
 	snprintf(cuda, sizeof cuda, "CUDA_VISIBLE_DEVICES=%d", spec->gpu);
 	env = child_env(m, cuda);
 	for (size_t i = 0; i < m->ncommand; i++)
-		argv[i] = registry_expand(m->command[i], p->base.port, spec->bindir, spec->configdir);
+		argv[i] = registry_expand(m->command[i], p->base.port, spec->bindir, spec->configdir,
+					 spec->out_dir);
 	util_mkdirs(spec->run_dir);
 	fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	stdio[0].flags = UV_IGNORE;

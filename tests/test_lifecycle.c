@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "gwtest.h"
@@ -289,6 +290,51 @@ START_TEST(reload_drains_changed_models_and_keeps_serving)
 }
 END_TEST
 
+/* The one file under dir/runs/<runner>/output, into out; 0 when found. */
+static int worker_output(char *out, size_t n)
+{
+	char cmd[700];
+	FILE *f;
+	int ok;
+
+	snprintf(cmd, sizeof cmd, "find %s/data/runs -path '*/output/*.png' -type f", g.dir);
+	f = popen(cmd, "r");
+	ok = f && fgets(out, (int)n, f) != NULL;
+	if (f)
+		pclose(f);
+	out[strcspn(out, "\n")] = '\0';
+	return ok ? 0 : -1;
+}
+
+START_TEST(outputs_written_to_outdir_are_linked_not_copied)
+{
+	struct json_object *o, *outs;
+	struct stat a, b;
+	char *id, mine[1024], ours[1024];
+	const char *url;
+
+	registry("", "--step-ms, \"5\", --output-directory, \"{outdir}\"", "", "--step-ms, \"5\"", "");
+	gw_start(&g);
+	id = gw_submit(&g, "low", "linked");
+	o = gw_wait_status(&g, id, "completed,failed", 15000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	ck_assert(json_object_object_get_ex(o, "outputs", &outs));
+	url = gw_str(json_object_array_get_idx(outs, 0), "url");
+	ck_assert_ptr_nonnull(url);
+	/* /api/outputs/<id>/<file> is <data>/outputs/<2 chars>/<id>-<file> on disk. */
+	snprintf(ours, sizeof ours, "%s/data/outputs/%.2s/%s-%s", g.dir, id, id,
+		 strrchr(url, '/') + 1);
+	ck_assert_int_eq(worker_output(mine, sizeof mine), 0);
+	ck_assert_int_eq(stat(mine, &a), 0);
+	ck_assert_int_eq(stat(ours, &b), 0);
+	/* The same file, not a copy: the model server's bytes, no HTTP transfer. */
+	ck_assert_msg(a.st_ino == b.st_ino && a.st_dev == b.st_dev, "%s is a copy of %s", ours, mine);
+	ck_assert_int_ge(b.st_nlink, 2);
+	json_object_put(o);
+	free(id);
+}
+END_TEST
+
 /* Occurrences of needle in the gateway's log. */
 static int log_count(const char *needle)
 {
@@ -371,6 +417,7 @@ Suite *suite_lifecycle(void)
 	tcase_add_test(tc, reload_drains_changed_models_and_keeps_serving);
 	tcase_add_test(tc, full_queue_answers_503_with_retry_after);
 	tcase_add_test(tc, many_reloads_while_jobs_run_never_wear_out);
+	tcase_add_test(tc, outputs_written_to_outdir_are_linked_not_copied);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -707,6 +707,29 @@ START_TEST(error_placeholders)
 	/* Unquoted {port} is a YAML map, not a string. */
 	expect_error("  m2: {function: F, quality: low, command: [w, {port}], workflow: wf.json}\n",
 		     "15:48: models.m2.command[1]: must be a string; quote placeholders");
+	/* {outdir} is a directory fnrun shares with a process; a container has none. */
+	expect_error("  m2: {function: F, quality: low, runtime: docker, image: x, "
+		     "command: [w, \"{outdir}\"], workflow: wf.json}\n",
+		     "15:75: models.m2.command[1]: {outdir} applies only to runtime process");
+}
+END_TEST
+
+START_TEST(outdir_placeholder)
+{
+	struct registry *r;
+	struct err e = {0};
+	char *a;
+
+	r = registry_load(write_reg(1, "  m3: {function: F, quality: high, command: [w, --port, "
+				    "\"{port}\", --output-directory, \"{outdir}\"], workflow: wf.json}\n"),
+			  &e);
+	ck_assert_msg(r != NULL, "%s", e.msg);
+	ck_assert_int_eq(registry_model(r, "m3")->command_outdir, 1);
+	ck_assert_int_eq(registry_model(r, "m")->command_outdir, 0);
+	a = registry_expand("{outdir}/x-{port}", 9, "/b", "/c", "/runs/r1/output");
+	ck_assert_str_eq(a, "/runs/r1/output/x-9");
+	free(a);
+	registry_free(r);
 }
 END_TEST
 
@@ -989,6 +1012,7 @@ Suite *suite_registry(void)
 	tcase_add_test(tc, error_yaml_syntax);
 	tcase_add_test(tc, error_unreadable_registry);
 	tcase_add_test(tc, error_placeholders);
+	tcase_add_test(tc, outdir_placeholder);
 	tcase_add_test(tc, failed_reload_keeps_old);
 	tcase_add_test(tc, check_counts_every_error);
 	tcase_add_test(tc, params_rejects_bad_input);
