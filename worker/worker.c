@@ -140,16 +140,30 @@ void worker_kick(void)
 	uv_timer_start(&worker.kick_timer, on_kick, 0, 0);
 }
 
+/*
+ * The history is an array in completion order (GET /history lists it so)
+ * plus an index by prompt id, so that finding an entry, and learning that
+ * an id is new, costs no scan of up to WORKER_HISTORY_MAX entries.
+ */
+static struct json_object *index_of(void)
+{
+	if (worker.history_index == NULL)
+		worker.history_index = json_object_new_object();
+	return worker.history_index;
+}
+
 static void history_add(const char *prompt_id, struct json_object *entry)
 {
 	worker_history_delete(prompt_id); /* a duplicate id overwrites */
 	if (worker.nhistory == WORKER_HISTORY_MAX) {
+		json_object_object_del(index_of(), worker.history[0].prompt_id);
 		free(worker.history[0].prompt_id);
 		json_object_put(worker.history[0].entry);
 		memmove(&worker.history[0], &worker.history[1],
 			(worker.nhistory - 1) * sizeof *worker.history);
 		worker.nhistory--;
 	}
+	json_object_object_add(index_of(), prompt_id, json_object_get(entry));
 	if (worker.nhistory == worker.caphistory) {
 		worker.caphistory = worker.caphistory ? worker.caphistory * 2 : 64;
 		worker.history = xrealloc(worker.history, worker.caphistory * sizeof *worker.history);
@@ -180,14 +194,17 @@ void worker_prompt_done(struct json_object *entry)
 
 const struct json_object *worker_history_find(const char *prompt_id)
 {
-	for (size_t i = 0; i < worker.nhistory; i++)
-		if (strcmp(worker.history[i].prompt_id, prompt_id) == 0)
-			return worker.history[i].entry;
-	return NULL;
+	struct json_object *e = NULL;
+
+	json_object_object_get_ex(index_of(), prompt_id, &e);
+	return e;
 }
 
 void worker_history_delete(const char *prompt_id)
 {
+	if (!json_object_object_get_ex(index_of(), prompt_id, NULL))
+		return;
+	json_object_object_del(index_of(), prompt_id);
 	for (size_t i = 0; i < worker.nhistory; i++) {
 		if (strcmp(worker.history[i].prompt_id, prompt_id) != 0)
 			continue;
@@ -207,6 +224,8 @@ void worker_history_clear(void)
 		json_object_put(worker.history[i].entry);
 	}
 	worker.nhistory = 0;
+	json_object_put(worker.history_index);
+	worker.history_index = NULL;
 }
 
 /* The newest socket registered under this id. */

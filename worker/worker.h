@@ -72,6 +72,7 @@ struct worker {
 
 	struct hentry *history;          /* completion order */
 	size_t nhistory, caphistory;
+	struct json_object *history_index; /* prompt id -> entry: finds without a scan */
 
 	struct wsclient *clients;
 	uv_timer_t load_timer;           /* --load-ms: simulated model load */
