@@ -341,6 +341,13 @@ static int configure(struct store *s, struct err *err)
 	 */
 	if (exec_sql(s, "PRAGMA locking_mode = EXCLUSIVE", "set locking mode", err) < 0)
 		return -1;
+	/* The first statement takes the lock: busy means another process holds the file. */
+	if ((sqlite3_exec(s->db, "BEGIN IMMEDIATE; COMMIT", NULL, NULL, NULL) & 0xff) ==
+	    SQLITE_BUSY) {
+		err_set(err, ERR_IO, "job store %s is in use by another process (is another fnrun "
+			"serving this data directory?)", s->path);
+		return -1;
+	}
 	if (set_wal(s, err) < 0)
 		return -1;
 	/*

@@ -777,6 +777,49 @@ START_TEST(test_newer_schema_refused)
 }
 END_TEST
 
+START_TEST(test_one_process_owns_the_file)
+{
+	struct store *s = open_ok(), *again;
+	struct err err = {0};
+
+	/* A second opener (another fnrun on the same data directory) is refused, clearly. */
+	again = store_open(db_path, &err);
+	ck_assert_ptr_null(again);
+	ck_assert_int_eq(err.code, ERR_IO);
+	ck_assert_msg(strstr(err.msg, "in use by another process") != NULL, "%s", err.msg);
+	store_close(s);
+	/* Once the owner closed it, it opens. */
+	store_close(open_ok());
+}
+END_TEST
+
+/* Bytes in the store's write-ahead log now. */
+static long long wal_size(void)
+{
+	char path[600];
+	struct stat st;
+
+	snprintf(path, sizeof path, "%s-wal", db_path);
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+START_TEST(test_probe_writes_new_bytes)
+{
+	struct store *s = open_ok();
+	struct err err = {0};
+	long long a, b, c;
+
+	/* Each probe is a real write (a no-op would succeed on a full disk): the log grows. */
+	a = wal_size();
+	ck_assert_int_eq(store_probe(s, &err), 0);
+	b = wal_size();
+	ck_assert_int_eq(store_probe(s, &err), 0);
+	c = wal_size();
+	ck_assert_msg(b > a && c > b, "the log did not grow: %lld, %lld, %lld", a, b, c);
+	store_close(s);
+}
+END_TEST
+
 START_TEST(test_schema_and_pragmas)
 {
 	struct store *s = open_ok();
@@ -833,6 +876,8 @@ Suite *suite_store(void)
 	tcase_add_test(db, test_open_bad_directory);
 	tcase_add_test(db, test_newer_schema_refused);
 	tcase_add_test(db, test_schema_and_pragmas);
+	tcase_add_test(db, test_one_process_owns_the_file);
+	tcase_add_test(db, test_probe_writes_new_bytes);
 	suite_add_tcase(s, db);
 	return s;
 }
