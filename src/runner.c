@@ -535,7 +535,8 @@ static void on_inst_started(struct runtime_inst *inst, void *ud)
 	runtime__base_url(inst, r->base_url, sizeof r->base_url);
 	r->pid = inst->pid;
 	snprintf(r->container_id, sizeof r->container_id, "%s", inst->container_id);
-	r->cb.on_spawned(r, r->ud);
+	if (r->container_id[0]) /* a process was reported at its spawn (runner_start) */
+		r->cb.on_spawned(r, r->ud);
 	if (r->state == RUNNER_STARTING)
 		probe(r);
 }
@@ -630,6 +631,13 @@ struct runner *runner_start(const struct reg_model *m, int gpu, const char *url,
 	uv_timer_init(server.loop, &r->watchdog);
 	uv_timer_init(server.loop, &r->health);
 	r->timer.data = r->watchdog.data = r->health.data = r;
+	/*
+	 * A process is reported at once, so that its record (for cleaning up
+	 * after a kill -9 of fnrun) is in the commit of this very turn.
+	 */
+	r->pid = r->inst->pid;
+	if (r->pid > 0)
+		r->cb.on_spawned(r, r->ud);
 	r->timers_open = 3;
 	/* The start timeout runs from now, also while a container is created. */
 	uv_timer_start(&r->timer, on_probe_timer, scaled(r, r->model->start_timeout_ms) + 1, 0);

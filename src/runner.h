@@ -63,7 +63,11 @@ enum runner_err {
 };
 
 struct runner_cbs {
-	/* The model server runs (pid or container known): record it for orphan cleanup. */
+	/*
+	 * The model server runs (pid or container known): record it for orphan
+	 * cleanup. For a process this runs inside runner_start, right after
+	 * the spawn; for a container once the engine named it.
+	 */
 	void (*on_spawned)(struct runner *r, void *ud);
 	/* The probe passed and the /ws session is open: it takes jobs. */
 	void (*on_ready)(struct runner *r, void *ud);
