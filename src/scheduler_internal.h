@@ -168,8 +168,13 @@ void sched__note_fallback(struct sjob *sj, const struct reg_model *to);
 void sched__requeue(struct sjob *sj, struct mstate *to, const char *why);
 /* Queued for another model: moved now, the attempt unchanged. */
 void sched__move(struct sjob *sj, struct mstate *to, const char *why);
-/* The jobs that wait only for m, or for m's tier when m is its only way. */
+/* Hands queued sj to the idle runner sr: preparing now, its POST /prompt after the commit. */
 void sched__dispatch(struct sjob *sj, struct srunner *sr);
+/*
+ * Where a job of fn x quality waits: its tier, pinned when the tier's
+ * weights choose one model for key (sticky), or to a fallback when the
+ * whole tier rests. -1 when no model serves the tier.
+ */
 int sched__route(const struct reg_function *fn, int quality, const char *key, struct tier **t,
 		 struct mstate **pin);
 /* Views: of a job for its watchers, and the answer to a submit. Caller owns them. */
@@ -244,9 +249,6 @@ void sched__free_models(void);
 /* Frees a retired model once it has no runner left. */
 void sched__forget_model(struct mstate *m);
 
-/* ---- sched_restore.c ---- */
-
-void sched__restore(struct err *err);
-int sched__restore_jobs(struct err *err);
+/* sched_restore.c holds sched_init, sched_stop and sched_shutdown (scheduler.h). */
 
 #endif
