@@ -67,7 +67,7 @@ $(BUILD)/tests/libnvidia-ml.so.1: tests/fake_nvml.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -shared -fPIC -o $@ $<
 
-# Tests exec the binaries in FNRUN_BIN and read examples/ and ../shared.
+# Tests exec the binaries in FNRUN_BIN and read examples/ and tests/fixtures/.
 check:
 	$(MAKE) SAN=1 all $(SANDIR)/tests/run
 	FNRUN_BIN=$(SANDIR)/bin DOCKER_HOST=$${DOCKER_HOST:-unix:///run/podman/podman.sock} \

@@ -5,7 +5,7 @@
  * It starts the real fnrun-worker in the test's temp dir, speaks HTTP and
  * the /ws protocol as a ComfyUI client does (socket first, then POST
  * /prompt, then frames until executing{node: null}), and reads the
- * recorded ComfyUI 0.3.64 session (../shared/fixtures/comfyui/
+ * recorded ComfyUI 0.3.64 session (tests/fixtures/comfyui/
  * comfy-transcript.jsonl) that the suites compare against.
  *
  * Every wait has a deadline; a failure aborts the test with a message that

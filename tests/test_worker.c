@@ -1,6 +1,6 @@
 /*
  * test_worker.c - fnrun-worker against the recorded ComfyUI 0.3.64
- * session (../shared/fixtures/comfyui/comfy-transcript.jsonl) and the
+ * session (tests/fixtures/comfyui/comfy-transcript.jsonl) and the
  * behaviour COMFYUI.md describes.
  *
  * Each test starts its own worker on a free port in its own temp dir and

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -42,7 +43,14 @@ const char *tu_shared(void)
 {
 	const char *d = getenv("FNRUN_SHARED");
 
-	return d && *d ? d : "../shared";
+	static char here[PATH_MAX];
+
+	if (d && *d)
+		return d;
+	/* The recordings are kept in the repository (tests/fixtures/comfyui/README.md). */
+	if (here[0] == '\0' && realpath("tests", here) == NULL)
+		snprintf(here, sizeof here, "tests");
+	return here;
 }
 
 const char *tu_tmpdir(void)

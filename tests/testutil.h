@@ -14,7 +14,7 @@
 const char *tu_bindir(void);
 /* Full path of a binary in tu_bindir(); static buffer. */
 const char *tu_bin(const char *name);
-/* Path to ../shared (beside the checkout) or $FNRUN_SHARED. */
+/* Where fixtures/comfyui/ is: "tests" (the recordings kept in the repository) or $FNRUN_SHARED. */
 const char *tu_shared(void);
 /* A fresh temp directory, removed by tu_cleanup() (call in teardown). */
 const char *tu_tmpdir(void);
