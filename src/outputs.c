@@ -80,8 +80,7 @@ int outputs_write_path(const char *root, const char *job_id, const char *file, c
 	return 0;
 }
 
-/* 1 for a relative path whose parts are neither empty nor "." nor "..". */
-static int rel_ok(const char *rel)
+int outputs_rel_ok(const char *rel)
 {
 	const char *p = rel;
 
@@ -125,7 +124,7 @@ int outputs_resolve(const char *root, const char *rel, char *out, size_t n, stru
 	const char *file;
 	size_t jn;
 
-	if (!rel_ok(rel)) {
+	if (!outputs_rel_ok(rel)) {
 		err_set(err, ERR_INVALID, "path: must be JOB_ID/FILE, without '..' or '/' at the start");
 		return -1;
 	}

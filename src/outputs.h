@@ -29,6 +29,12 @@ int outputs_write_path(const char *root, const char *job_id, const char *file, c
 		       struct err *err);
 
 /*
+ * 1 for a relative path whose parts are neither empty nor "." nor "..":
+ * one that stays inside the directory it is taken in.
+ */
+int outputs_rel_ok(const char *rel);
+
+/*
  * Resolves a public name rel ("<job id>/<file>") under root into out (an
  * absolute path with no symlink left). Fails with ERR_INVALID for an empty,
  * absolute or dotted ("..", ".", "//") name or one that is not JOB/FILE,

@@ -533,6 +533,7 @@ static void on_inst_started(struct runtime_inst *inst, void *ud)
 	struct runner *r = ud;
 
 	runtime__base_url(inst, r->base_url, sizeof r->base_url);
+	r->port = inst->port;
 	r->pid = inst->pid;
 	snprintf(r->container_id, sizeof r->container_id, "%s", inst->container_id);
 	if (r->container_id[0]) /* a process was reported at its spawn (runner_start) */
@@ -636,6 +637,7 @@ struct runner *runner_start(const struct reg_model *m, int gpu, const char *url,
 	 * after a kill -9 of fnrun) is in the commit of this very turn.
 	 */
 	r->pid = r->inst->pid;
+	r->port = r->inst->port;
 	if (r->pid > 0)
 		r->cb.on_spawned(r, r->ud);
 	r->timers_open = 3;

@@ -113,6 +113,7 @@ struct runner {
 	int state;                     /* enum runner_state */
 	int gpu;                       /* GPU index it is pinned to */
 	char base_url[160];            /* http://host:port, once started */
+	int port;                      /* where the model server listens, once known; else 0 */
 	int pid;                       /* process runtime: the model server's pid; else 0 */
 	char container_id[80];         /* docker runtime: the container; else "" */
 	char url[300];                 /* external: the URL it stands for; else "" */

@@ -69,10 +69,9 @@ struct comfy_call *runtime__health_http(struct runtime_inst *inst, uint64_t time
 	return comfy_health(base, timeout_ms, tag, cb, ud, err);
 }
 
-/* Keeps the last TAIL_LINES lines of buf (len bytes) and makes them one line. */
-static void last_lines(char *buf, size_t len, char *out, size_t n)
+void runtime__last_lines(const char *buf, size_t len, char *out, size_t n)
 {
-	size_t start = len, lines = 0;
+	size_t start, lines = 0;
 
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		len--;
@@ -80,9 +79,6 @@ static void last_lines(char *buf, size_t len, char *out, size_t n)
 		if (buf[start - 1] == '\n' && ++lines == TAIL_LINES)
 			break;
 	snprintf(out, n, "%.*s", (int)(len - start), buf + start);
-	for (char *p = out; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = '|';
 }
 
 void runtime__file_tail(const char *path, char *out, size_t n)
@@ -100,5 +96,5 @@ void runtime__file_tail(const char *path, char *out, size_t n)
 	got = read(fd, buf, sizeof buf);
 	close(fd);
 	if (got > 0)
-		last_lines(buf, (size_t)got, out, n);
+		runtime__last_lines(buf, (size_t)got, out, n);
 }

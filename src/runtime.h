@@ -111,6 +111,8 @@ void runtime__base_url(const struct runtime_inst *inst, char *out, size_t n);
 struct comfy_call *runtime__health_http(struct runtime_inst *inst, uint64_t timeout_ms,
 					uint64_t tag, comfy_health_fn cb, void *ud,
 					struct err *err);
+/* The last 8 lines of buf (len bytes) into out, newlines kept (log_q escapes them). */
+void runtime__last_lines(const char *buf, size_t len, char *out, size_t n);
 /* The last lines of the file at path, into out; "" when it cannot be read. */
 void runtime__file_tail(const char *path, char *out, size_t n);
 

@@ -38,7 +38,6 @@
 #define API_TIMEOUT_MS 60000                     /* create, start, inspect, remove */
 #define STREAM_TIMEOUT_MS (100LL * 24 * 3600 * 1000) /* wait and logs: the container's life */
 #define TAIL_MAX 4096                            /* bytes of recent output kept */
-#define TAIL_LINES 8                             /* lines of it in the operator log */
 #define TAIL_SHOWN 360                           /* bytes of those, at most */
 #define LOGS_DRAIN_MS 2000                       /* after removal, for the last output */
 #define DEFAULT_SOCKET "/var/run/docker.sock"
@@ -243,23 +242,15 @@ static void on_logs_chunk(const char *p, size_t n, void *ud)
 	}
 }
 
-/* The last TAIL_LINES lines of output, newlines kept; static buffer. */
+/* The last lines of output, newlines kept, at most TAIL_SHOWN bytes; static buffer. */
 static const char *tail_lines(struct docker_ctr *c)
 {
 	static char out[TAIL_MAX + 1];
-	size_t end = c->ntail, start;
-	int lines = 0;
+	size_t n;
 
-	while (end > 0 && (c->tail[end - 1] == '\n' || c->tail[end - 1] == '\r'))
-		end--;
-	start = end;
-	while (start > 0 && !(c->tail[start - 1] == '\n' && ++lines == TAIL_LINES))
-		start--;
-	if (end - start > TAIL_SHOWN)
-		start = end - TAIL_SHOWN; /* the end matters most; log_q caps the rest */
-	memcpy(out, c->tail + start, end - start);
-	out[end - start] = '\0';
-	return out;
+	runtime__last_lines(c->tail, c->ntail, out, sizeof out);
+	n = strlen(out);
+	return n > TAIL_SHOWN ? out + n - TAIL_SHOWN : out; /* the end matters most */
 }
 
 static void on_tick(uv_timer_t *t);

@@ -29,6 +29,7 @@
 #include "server.h"
 #include "store.h"
 #include "util.h"
+#include "view.h"
 
 #define RETRY_MIN_MS 50     /* first retry after a failed commit */
 #define RETRY_MAX_MS 2000   /* retries back off up to this */
@@ -114,9 +115,6 @@ static struct effect *push(int type, struct sjob *sj)
 	return e;
 }
 
-
-
-
 void sched__effect(int type, struct sjob *sj, const char *event)
 {
 	struct effect *e = push(type, sj);
@@ -140,13 +138,8 @@ void sched__effect_reply(struct sjob *sj, int status, sched_submit_fn cb, void *
 void sched__effect_reply_stored(struct job *j, sched_submit_fn cb, void *ud)
 {
 	struct effect *e = push(EFF_REPLY, NULL);
-	struct json_object *o = json_object_new_object();
 
-	json_put(o, "job_id", json_str(j->id));
-	json_put(o, "status", json_str(job_status_name(j->status)));
-	json_put(o, "queue_position", NULL);
-	json_put(o, "eta_seconds", job_status_terminal(j->status) ? json_int(0) : NULL);
-	e->view = o;
+	e->view = view_submit(j, -1, job_status_terminal(j->status) ? 0 : -1);
 	e->status = 200;
 	e->cb = cb;
 	e->ud = ud;
@@ -174,6 +167,7 @@ void sched__record_runner_put(const struct runner *r)
 
 	rec->model_id = xstrdup(r->model->id);
 	rec->pid = r->pid;
+	rec->port = r->port;
 	rec->container_id = r->container_id[0] ? xstrdup(r->container_id) : NULL;
 	rec->started_at = r->started_ms;
 }
@@ -455,7 +449,6 @@ static void on_retry(uv_timer_t *t)
 int sched__flush(void)
 {
 	struct err e = {0};
-	size_t n;
 
 	if (cm.flushing || !cm.store_ok)
 		return cm.store_ok ? 0 : -1;
@@ -468,8 +461,7 @@ int sched__flush(void)
 		}
 		dirty_clear();
 	}
-	n = cm.nfx;
-	run_effects(n);
+	run_effects(cm.nfx);
 	cm.flushing = 0;
 	return 0;
 }

@@ -180,17 +180,7 @@ void sched_stop(void (*done)(void))
 void sched_shutdown(void)
 {
 	sched__commit_shutdown();
-	for (size_t i = 0; i < sched__s.ntiers; i++)
-		while (sched__s.tiers[i]->q.head)
-			sched__dequeue(sched__s.tiers[i]->q.head);
-	for (size_t i = 0; i < sched__s.nmodels; i++)
-		while (sched__s.models[i]->q.head)
-			sched__dequeue(sched__s.models[i]->q.head);
-	for (struct sjob *sj; (sj = sched__any_live()) != NULL;) {
-		comfy_fetch_cancel(sj->fetch);
-		sched__table_remove(sj);
-		sched__sjob_free(sj);
-	}
+	sched__free_jobs();
 	sched__free_models();
 	registry_unref(sched__s.reg);
 	sched__s.reg = NULL;

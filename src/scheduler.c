@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comfy.h"
 #include "estimate.h"
 #include "job.h"
 #include "json.h"
@@ -51,12 +52,16 @@ struct sjob *sched__find(const char *id)
 	return NULL;
 }
 
-struct sjob *sched__any_live(void)
+void sched__free_jobs(void)
 {
 	for (size_t i = 0; i < HBUCKETS; i++)
-		if (table[i])
-			return table[i];
-	return NULL;
+		while (table[i]) {
+			struct sjob *sj = table[i];
+			table[i] = sj->hnext;
+			comfy_fetch_cancel(sj->fetch);
+			sched__sjob_free(sj);
+		}
+	sched__s.nlive = sched__s.nqueued = 0;
 }
 
 void sched__table_add(struct sjob *sj)
@@ -298,7 +303,7 @@ void sched__publish(struct sjob *sj, const char *type)
 		sched__effect(EFF_PUBLISH, sj, type);
 }
 
-/* The view an EFF_PUBLISH effect sends: built when it runs, after the commit. */
+/* The view an EFF_PUBLISH effect sends: built at the change, sent after the commit. */
 struct json_object *sched__effect_view(struct sjob *sj)
 {
 	return live_view(sj, position(sj));
@@ -307,15 +312,9 @@ struct json_object *sched__effect_view(struct sjob *sj)
 /* {job_id, status, queue_position, eta_seconds}: the answer to a submit. */
 struct json_object *sched__submit_view(struct sjob *sj)
 {
-	struct json_object *o = json_object_new_object();
 	int64_t pos = position(sj);
 
-	json_put(o, "job_id", json_str(sj->job->id));
-	json_put(o, "status", json_str(job_status_name(sj->job->status)));
-	json_put(o, "queue_position", pos >= 0 ? json_int(pos) : NULL);
-	json_put(o, "eta_seconds",
-		 job_status_terminal(sj->job->status) ? json_int(0) : json_int(eta(sj, pos)));
-	return o;
+	return view_submit(sj->job, pos, job_status_terminal(sj->job->status) ? 0 : eta(sj, pos));
 }
 
 /* Queued jobs that moved up hear their new place (watched ones only). */
@@ -438,15 +437,20 @@ static int tried(const struct job *j, const char *model_id)
 void sched__note_fallback(struct sjob *sj, const struct reg_model *to)
 {
 	char text[300];
+	int q;
 
-	if (to->quality < 0 || to->quality == sj->quality || to->function != sj->fn)
+	/* By name and key: the job may hold an older version of the registry than to. */
+	if (to->quality < 0 || strcmp(to->function->name, sj->fn->name) != 0)
+		return;
+	q = registry_quality_index(sj->fn, to->function->qualities[to->quality].key);
+	if (q < 0 || q == sj->quality)
 		return;
 	snprintf(text, sizeof text, "%s is not available right now — using %s instead",
-		 sj->fn->qualities[sj->quality].label, sj->fn->qualities[to->quality].label);
+		 sj->fn->qualities[sj->quality].label, sj->fn->qualities[q].label);
 	free(sj->notice);
 	sj->notice = xstrdup(text);
-	sj->quality = to->quality;
-	job_set_str(&sj->job->quality, sj->fn->qualities[to->quality].key);
+	sj->quality = q;
+	job_set_str(&sj->job->quality, sj->fn->qualities[q].key);
 }
 
 /*

@@ -144,8 +144,8 @@ extern struct sched sched__s;
 /* ---- scheduler.c ---- */
 
 struct sjob *sched__find(const char *id);
-/* Some live job, or NULL when none (for shutdown). */
-struct sjob *sched__any_live(void);
+/* Frees every live job, queued or not (shutdown: the queues go with them). */
+void sched__free_jobs(void);
 void sched__table_add(struct sjob *sj);
 void sched__table_remove(struct sjob *sj);
 struct sjob *sched__sjob_new(struct job *j, struct registry *reg, const struct reg_function *fn,

@@ -402,10 +402,20 @@ out:
 	return rc;
 }
 
-int thumb_png_size(const char *path, int *w, int *h, struct err *err)
+int thumb_png_header(const unsigned char *b, size_t n, int *w, int *h)
 {
 	static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-	unsigned char b[24];
+
+	if (n < THUMB_HEADER || memcmp(b, sig, 8) != 0 || memcmp(b + 12, "IHDR", 4) != 0)
+		return -1;
+	*w = (int)((uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19]);
+	*h = (int)((uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23]);
+	return *w > 0 && *h > 0 ? 0 : -1;
+}
+
+int thumb_png_size(const char *path, int *w, int *h, struct err *err)
+{
+	unsigned char b[THUMB_HEADER];
 	ssize_t got;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -415,14 +425,8 @@ int thumb_png_size(const char *path, int *w, int *h, struct err *err)
 	}
 	got = read(fd, b, sizeof b);
 	close(fd);
-	if (got != (ssize_t)sizeof b || memcmp(b, sig, 8) != 0 || memcmp(b + 12, "IHDR", 4) != 0) {
-		err_set(err, ERR_INVALID, "%s is not a PNG", path);
-		return -1;
-	}
-	*w = (int)((uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19]);
-	*h = (int)((uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23]);
-	if (*w <= 0 || *h <= 0) {
-		err_set(err, ERR_INVALID, "%s has an empty size", path);
+	if (thumb_png_header(b, got > 0 ? (size_t)got : 0, w, h) < 0) {
+		err_set(err, ERR_INVALID, "%s is not a PNG with a size", path);
 		return -1;
 	}
 	return 0;

@@ -8,6 +8,8 @@
 #ifndef FNRUN_THUMB_H
 #define FNRUN_THUMB_H
 
+#include <stddef.h>
+
 #include "err.h"
 
 /* Largest width or height thumb_png() decodes (pixels). */
@@ -27,6 +29,14 @@
  * be read or written. On failure dst is untouched and no temp file stays.
  */
 int thumb_png(const char *src, const char *dst, int max_side, struct err *err);
+
+#define THUMB_HEADER 24 /* bytes of a PNG that hold its width and height */
+
+/*
+ * The width and height in a PNG's first n bytes (THUMB_HEADER are enough):
+ * 0, or -1 when they do not start a PNG with a size.
+ */
+int thumb_png_header(const unsigned char *b, size_t n, int *w, int *h);
 
 /*
  * The width and height in the PNG header of the file at path (its first

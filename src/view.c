@@ -192,6 +192,17 @@ struct json_object *view_job(const struct job *j, const struct reg_function *fn,
 	return o;
 }
 
+struct json_object *view_submit(const struct job *j, int64_t position, int64_t eta_s)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_put(o, "job_id", json_str(j->id));
+	json_put(o, "status", json_str(job_status_name(j->status)));
+	json_put(o, "queue_position", int_or_null(position));
+	json_put(o, "eta_seconds", int_or_null(eta_s));
+	return o;
+}
+
 /* ---- messages ---- */
 
 static const char *phase_text(const struct reg_function *fn, int phase)

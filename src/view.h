@@ -37,6 +37,12 @@ struct view_live {
 struct json_object *view_job(const struct job *j, const struct reg_function *fn,
 			     const struct view_live *live);
 
+/*
+ * The answer to a submit: {job_id, status, queue_position, eta_seconds},
+ * each of the last two null when -1. Caller owns the result.
+ */
+struct json_object *view_submit(const struct job *j, int64_t position, int64_t eta_s);
+
 /* What a job's message is made of. */
 struct view_msg {
 	int status;             /* enum job_status */

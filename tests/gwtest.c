@@ -68,6 +68,16 @@ void gw_start(struct gw *g)
 	ck_assert_msg(tu_wait_http(g->port, "/health", 200, 10000) == 0, "gateway did not start");
 }
 
+char *gw_log(struct gw *g)
+{
+	char path[512];
+	char *text;
+
+	snprintf(path, sizeof path, "%s/gateway.log", g->dir);
+	text = tu_read_file(path, NULL);
+	return text ? text : strdup("");
+}
+
 int gw_stop(struct gw *g, int ms)
 {
 	int status;

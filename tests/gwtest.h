@@ -23,6 +23,8 @@ void gw_write_workflow_size(struct gw *g, const char *name, const char *fail, in
 /* Writes dir/registry.yaml with the given text. */
 void gw_write_registry(struct gw *g, const char *text);
 void gw_start(struct gw *g);
+/* The gateway's log so far ("" when none); caller frees. */
+char *gw_log(struct gw *g);
 /* SIGTERM and wait up to ms; returns the wait status (-1 on timeout, then SIGKILL). */
 int gw_stop(struct gw *g, int ms);
 struct json_object *gw_json(struct gw *g, const char *method, const char *path,

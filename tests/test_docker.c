@@ -879,16 +879,6 @@ static void start_gw(void)
 	note_pid(g.pid);
 }
 
-static char *gateway_log(void)
-{
-	char path[300];
-	char *t;
-
-	snprintf(path, sizeof path, "%s/gateway.log", g.dir);
-	t = tu_read_file(path, NULL);
-	return t ? t : strdup("");
-}
-
 /* The end of a long text, for a failure message (Check caps their size). */
 static const char *tail_of(const char *s)
 {
@@ -959,7 +949,7 @@ START_TEST(job_end_to_end_in_a_container)
 	running_container(data_dir, id1, sizeof id1);
 	ck_assert_msg(id1[0] != '\0', "no running container for %s", data_dir);
 	ck_assert_int_eq(gw_runner_count(&g, "img"), 1);
-	log = gateway_log();
+	log = gw_log(&g);
 	ck_assert_msg(strstr(log, "container running runner=") != NULL, "%s", tail_of(log));
 	free(log);
 	{
@@ -1002,7 +992,7 @@ START_TEST(killed_container_restarts_and_the_job_completes)
 	ck_assert(now[0] != '\0');
 	ck_assert_str_ne(now, killed);
 	wait_containers(data_dir, 1, 10000);
-	log = gateway_log();
+	log = gw_log(&g);
 	ck_assert_msg(strstr(log, "container exited") && strstr(log, "status=137"), "%s", tail_of(log));
 	free(log);
 	free(id);
@@ -1046,7 +1036,7 @@ START_TEST(orphans_removed_after_kill_9_of_fnrun)
 	ck_assert_int_eq(count_containers(data_dir), 1); /* it outlived fnrun */
 	start_gw();
 	wait_containers(data_dir, 0, 15000);
-	log = gateway_log();
+	log = gw_log(&g);
 	ck_assert_msg(strstr(log, "removing orphan container") != NULL, "%s", tail_of(log));
 	free(log);
 	/* The new fnrun still serves. */

@@ -311,21 +311,11 @@ static int gw_exited(void)
 	return g.pid == 0;
 }
 
-static char *gw_log(void)
-{
-	char path[512];
-	char *text;
-
-	snprintf(path, sizeof path, "%s/gateway.log", g.dir);
-	text = tu_read_file(path, NULL);
-	return text ? text : strdup("");
-}
-
 /* The sanitizer's report (or the log's tail) for a failure message; static buffer. */
 static const char *death_report(void)
 {
 	static char out[3000];
-	char *log = gw_log();
+	char *log = gw_log(&g);
 	const char *p = strstr(log, "ERROR: AddressSanitizer");
 
 	if (p == NULL) {
@@ -505,7 +495,7 @@ static const char *last_change(const char *log, const char *id)
 /* Every job has exactly one terminal transition in the log, the one its client saw. */
 static void assert_each_ended_once(void)
 {
-	char *log = gw_log();
+	char *log = gw_log(&g);
 	size_t n, lo, hi, submitted = 0;
 	struct term *v = log_terms(log, &n);
 	const char *illegal = strstr(log, "illegal job transition");
@@ -634,7 +624,7 @@ static void assert_nothing_live(void)
 /* The disturbances happened, as fnrun saw them. */
 static void assert_disturbed(void)
 {
-	char *log = gw_log();
+	char *log = gw_log(&g);
 
 	ck_assert_msg(kills >= 3 && reloads >= 3 && changes >= 1,
 		      "too few disturbances: %d kills, %d reloads (%d changes)", kills, reloads, changes);
@@ -718,7 +708,8 @@ static void base_clean(void)
 	if (base[0] == '\0')
 		return;
 	tu_kill_users_of(base);
-	tu_rmrf(base);
+	if (getenv("STRESS_KEEP") == NULL)
+		tu_rmrf(base);
 }
 
 static void setup(void)
