@@ -24,6 +24,7 @@
 #include "json.h"
 #include "outputs.h"
 #include "server.h"
+#include "thumb.h"
 #include "util.h"
 
 #define HISTORY_TIMEOUT_MS 10000
@@ -44,7 +45,7 @@ struct comfy_fetch {
 	struct json_object *outputs; /* copied: [{path, filename, kind, width?, height?}] */
 	int fd;                      /* the file being written, or -1 */
 	char path[4096];             /* its path */
-	unsigned char head[24];      /* its first bytes: a PNG's size */
+	unsigned char head[THUMB_HEADER]; /* its first bytes: a PNG's size */
 	size_t nhead;
 	int write_failed;            /* errno of a failed write, 0 */
 };
@@ -167,16 +168,15 @@ static void on_chunk(const char *p, size_t n, void *ud)
 	}
 }
 
-/* Width and height from a PNG's IHDR in the first 24 bytes; 0 when not a PNG. */
-static void png_size(const unsigned char *b, size_t n, int64_t *w, int64_t *h)
+/* Records a PNG's size, read from its first bytes, in its output entry. */
+static void note_size(struct json_object *out, const unsigned char *head, size_t n)
 {
-	static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	int w, h;
 
-	*w = *h = 0;
-	if (n < 24 || memcmp(b, sig, 8) != 0 || memcmp(b + 12, "IHDR", 4) != 0)
-		return;
-	*w = (int64_t)((uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19]);
-	*h = (int64_t)((uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23]);
+	if (thumb_png_header(head, n, &w, &h) == 0) {
+		json_put(out, "width", json_int(w));
+		json_put(out, "height", json_int(h));
+	}
 }
 
 static int download_one(struct comfy_fetch *f, struct err *err);
@@ -186,7 +186,6 @@ static void on_downloaded(const struct httpc_resp *resp, void *ud)
 	struct comfy_fetch *f = ud;
 	struct json_object *out = json_object_array_get_idx(f->outputs, f->next);
 	struct err e = {0};
-	int64_t w, h;
 
 	f->call = NULL;
 	if (resp->status != 200 || f->write_failed) {
@@ -197,11 +196,7 @@ static void on_downloaded(const struct httpc_resp *resp, void *ud)
 		return;
 	}
 	file_close(f, 1);
-	png_size(f->head, f->nhead, &w, &h);
-	if (w > 0) {
-		json_put(out, "width", json_int(w));
-		json_put(out, "height", json_int(h));
-	}
+	note_size(out, f->head, f->nhead);
 	f->next++;
 	if (f->next == json_object_array_length(f->items)) {
 		fetch_end(f, COMFY_OK, NULL, NULL);
@@ -214,7 +209,7 @@ static void on_downloaded(const struct httpc_resp *resp, void *ud)
 /*
  * Starts copying output f->next to the output store: written in place (a
  * job refers to its files only once its completion is committed, so a
- * partial file from a crash is never shown, and a retry overwrites it).
+ * partial file from a crash is never shown, and a retry replaces it).
  * Returns -1 with err when it cannot start.
  */
 static int download_one(struct comfy_fetch *f, struct err *err)
@@ -228,7 +223,16 @@ static int download_one(struct comfy_fetch *f, struct err *err)
 	snprintf(file, sizeof file, "%zu-%s", f->next, name);
 	if (outputs_write_path(f->out_root, f->job_id, file, f->path, sizeof f->path, err) < 0)
 		return -1;
-	f->fd = open(f->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/*
+	 * A new file, never a truncated one: an earlier attempt of this job may
+	 * have hard-linked this name to the model server's own file (which
+	 * O_TRUNC would empty, and /view would then serve empty).
+	 */
+	if (unlink(f->path) < 0 && errno != ENOENT) {
+		err_set(err, ERR_IO, "cannot replace %s: %s", f->path, strerror(errno));
+		return -1;
+	}
+	f->fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (f->fd < 0) {
 		err_set(err, ERR_IO, "cannot write %s: %s", f->path, strerror(errno));
 		return -1;
@@ -380,40 +384,20 @@ struct comfy_fetch *comfy_fetch_files(const char *base_url, struct json_object *
 	return f;
 }
 
-/* 1 for a name the model server may use inside its own directory: no "..", not absolute. */
-static int name_inside(const char *name, int slashes)
-{
-	const char *p = name;
-
-	if (name[0] == '/')
-		return 0;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return 0;
-		p += n;
-		if (*p == '/') {
-			if (!slashes)
-				return 0;
-			p++;
-		}
-	}
-	return 1;
-}
-
 /* Links one output; its entry in outputs. */
 static int link_one(const char *local_dir, struct json_object *it, size_t i, const char *out_root,
 		    const char *job_id, struct json_object *outputs, struct err *err)
 {
 	const char *name = json_get_str(it, "filename"), *sub = json_get_str(it, "subfolder");
 	char src[4096], dst[4096], file[512], rel[600];
-	unsigned char head[24];
+	unsigned char head[THUMB_HEADER];
 	struct json_object *out;
-	int64_t w, h;
 	ssize_t got;
 	int fd;
 
-	if (name == NULL || !name_inside(name, 0) || (sub && !name_inside(sub, 1))) {
+	/* The model server names the file; it must stay inside its directory. */
+	if (name == NULL || strchr(name, '/') || !outputs_rel_ok(name) ||
+	    (sub && sub[0] && !outputs_rel_ok(sub))) {
 		err_set(err, ERR_INVALID, "output name leaves the model server's directory");
 		return -1;
 	}
@@ -430,16 +414,12 @@ static int link_one(const char *local_dir, struct json_object *it, size_t i, con
 	got = fd >= 0 ? read(fd, head, sizeof head) : -1;
 	if (fd >= 0)
 		close(fd);
-	png_size(head, got > 0 ? (size_t)got : 0, &w, &h);
 	snprintf(rel, sizeof rel, "%s/%s", job_id, file);
 	out = json_object_new_object();
 	json_put(out, "path", json_str(rel));
 	json_put(out, "filename", json_str(name));
 	json_put(out, "kind", json_str(json_get_str(it, "kind")));
-	if (w > 0) {
-		json_put(out, "width", json_int(w));
-		json_put(out, "height", json_int(h));
-	}
+	note_size(out, head, got > 0 ? (size_t)got : 0);
 	json_object_array_add(outputs, out);
 	return 0;
 }
