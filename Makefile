@@ -5,12 +5,14 @@
 #   make bench    the figures of DESIGN.md §7
 CC      ?= cc
 PKGS    := libuv json-c yaml-0.1 sqlite3 libcurl libssl zlib libpng
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# pkg-config runs when a recipe first needs it, not when make reads this
+# file: `make run` on a new machine installs the packages (deps) first.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS) 2>/dev/null))$(PKG_LIBS)
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow
 CFLAGS  ?= -O2 -g
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -MMD -MP
-LDLIBS  := $(PKG_LIBS) -lwslay -lhttp_parser -lcrypto -ldl -lm -lpthread
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -MMD -MP
+LDLIBS  = $(PKG_LIBS) -lwslay -lhttp_parser -lcrypto -ldl -lm -lpthread
 
 # O=DIR puts every build output under DIR (parallel work trees, CI).
 ifeq ($(SAN),1)
@@ -68,15 +70,17 @@ $(BUILD)/tests/libnvidia-ml.so.1: tests/fake_nvml.c
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -shared -fPIC -o $@ $<
 
 # Tests exec the binaries in FNRUN_BIN and read examples/ and tests/fixtures/.
-check:
+# Like `run`, installs what is missing first (packages, npm, podman's API).
+check: deps
 	$(MAKE) SAN=1 all $(SANDIR)/tests/run
 	FNRUN_BIN=$(SANDIR)/bin DOCKER_HOST=$${DOCKER_HOST:-unix:///run/podman/podman.sock} \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(SANDIR)/tests/run $(TESTS)
 
-run: deps all
-	bin/fnrun serve
+run: deps
+	$(MAKE) all
+	$(BIN)/fnrun serve
 
 deps:
 	@scripts/install-deps
