@@ -356,7 +356,11 @@ static void call_complete(struct httpc_call *call, CURLcode rc)
 	curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ctype);
 	if (rc != CURLE_OK)
 		call_set_curl_err(call, rc);
-	resp.status = (int)status;
+	/*
+	 * A status line followed by a body cut short (the server died) is no
+	 * response: callers that test for 200 must not take half a file.
+	 */
+	resp.status = rc == CURLE_OK ? (int)status : 0;
 	if (call->out)
 		call_finish_file(call, call->err.code == 0 && status_is_2xx(resp.status));
 	resp.err = call->err;

@@ -57,7 +57,7 @@ struct httpc_opts {
 
 /* The outcome of a call; borrowed, valid only during the callback. */
 struct httpc_resp {
-	int status;               /* HTTP status; 0 when no response arrived */
+	int status;               /* HTTP status; 0 when no whole response arrived */
 	const char *body;         /* in-memory body, NUL-terminated ("" when none) */
 	size_t len;               /* bytes in body, or bytes written to out_path */
 	const char *content_type; /* NULL when the server sent none */

@@ -50,6 +50,10 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
+static void on_chunk_ignore(const char *p, size_t n, void *ud)
+{
+}
+
 /* Blocks until the client closes: a response that never comes. */
 static void drain_until_eof(int fd)
 {
@@ -149,6 +153,9 @@ static void srv_route(int fd)
 		const char *head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nx";
 		write_all(fd, head, strlen(head));
 		drain_until_eof(fd);
+	} else if (strcmp(r.path, "/cut") == 0) {
+		const char *head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nx";
+		write_all(fd, head, strlen(head)); /* then the connection closes */
 	} else if (strcmp(r.path, "/big") == 0) {
 		char *big = malloc(1 << 20);
 		memset(big, 'a', 1 << 20);
@@ -466,6 +473,23 @@ START_TEST(test_timeout)
 }
 END_TEST
 
+/* A 200 whose body is cut short (the model server killed mid-file) is no 200. */
+START_TEST(test_body_cut_short)
+{
+	struct srv s = srv_start_tcp();
+	struct got g = {0};
+	struct httpc_opts o = {.url = url(&s, "/cut"), .on_chunk = on_chunk_ignore};
+
+	start(&o, &g);
+	run_and_close();
+	ck_assert_int_eq(g.calls, 1);
+	ck_assert_int_eq(g.status, 0);
+	ck_assert_int_ne(g.err.code, 0);
+	free(g.body);
+	srv_stop(&s);
+}
+END_TEST
+
 START_TEST(test_max_response)
 {
 	struct srv s = srv_start_tcp();
@@ -702,6 +726,7 @@ Suite *suite_httpc(void)
 	tcase_add_test(tc, test_404_passed_through);
 	tcase_add_test(tc, test_connection_refused);
 	tcase_add_test(tc, test_timeout);
+	tcase_add_test(tc, test_body_cut_short);
 	tcase_add_test(tc, test_max_response);
 	tcase_add_test(tc, test_on_chunk_streams);
 	tcase_add_test(tc, test_out_path_atomic);
