@@ -1549,6 +1549,21 @@ START_TEST(system_stats_object_info_and_health)
 }
 END_TEST
 
+/* ComfyUI's --listen: the address as the next argument, or none (every address). */
+START_TEST(listen_takes_its_address_as_comfyui_does)
+{
+	static const char *const given[] = {"--listen", "127.0.0.1", "--model", "sim", NULL};
+	static const char *const bare[] = {"--listen", "--model", "sim", NULL};
+
+	cc_start(&w, given);
+	ck_assert_msg(strstr(cc_log_tail(&w), "addr=127.0.0.1 ") != NULL, "log:\n%s", cc_log_tail(&w));
+	cc_stop_clean(&w);
+	cc_start(&w, bare);
+	ck_assert_msg(strstr(cc_log_tail(&w), "addr=0.0.0.0 ") != NULL, "log:\n%s", cc_log_tail(&w));
+	cc_stop_clean(&w);
+}
+END_TEST
+
 START_TEST(api_prefix_serves_every_route)
 {
 	static const char *const paths[] = {
@@ -1949,6 +1964,7 @@ Suite *suite_worker(void)
 	tcase_add_test(conf, numbers_follow_the_capture);
 	tcase_add_test(conf, bad_bodies_routes_and_origin);
 	tcase_add_test(conf, system_stats_object_info_and_health);
+	tcase_add_test(conf, listen_takes_its_address_as_comfyui_does);
 	tcase_add_test(conf, api_prefix_serves_every_route);
 	tcase_add_test(conf, free_memory_and_cache_none_rerun_everything);
 	tcase_add_test(conf, save_path_escape_fails_like_comfyui);

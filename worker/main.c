@@ -31,7 +31,7 @@ static const char usage[] =
 	"usage: fnrun-worker --model sim|exec [--config FILE] [--listen ADDR] [--port N]\n"
 	"  --model sim|exec          sim: simulated image model; exec: wrap commands (--config)\n"
 	"  --config FILE             exec: YAML file declaring node classes and commands\n"
-	"  --listen ADDR             address to bind (default 127.0.0.1; no value: 0.0.0.0)\n"
+	"  --listen [ADDR]           address to bind (default 127.0.0.1; no value: 0.0.0.0)\n"
 	"  --port N                  port (default 8188)\n"
 	"  --output-directory DIR    where outputs go (default ./output)\n"
 	"  --temp-directory DIR      previews (default ./temp; wiped at start)\n"
@@ -104,7 +104,12 @@ static void parse_args(int argc, char **argv, struct args *a)
 		switch (c) {
 		case OPT_MODEL: a->model = optarg; break;
 		case OPT_CONFIG: a->config = optarg; break;
-		case OPT_LISTEN: a->listen = optarg ? optarg : "0.0.0.0"; break;
+		case OPT_LISTEN:
+			/* As ComfyUI's argparse: the address may follow as its own argument. */
+			if (optarg == NULL && optind < argc && argv[optind][0] != '-')
+				optarg = argv[optind++];
+			a->listen = optarg ? optarg : "0.0.0.0";
+			break;
 		case OPT_PORT: a->port = (int)num_arg("port", optarg, 65535); break;
 		case OPT_OUT: a->out = optarg; break;
 		case OPT_TEMP: a->temp = optarg; break;
