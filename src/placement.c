@@ -293,7 +293,7 @@ int pl_pick_start(const struct pl_snapshot *s, const int *tier, size_t n)
 
 int64_t pl_estimate(const struct pl_eta *in)
 {
-	double left, floor;
+	double left, floor, done;
 
 	switch (in->status) {
 	case JOB_QUEUED:
@@ -310,6 +310,13 @@ int64_t pl_estimate(const struct pl_eta *in)
 		floor = in->run_s * (100 - in->progress) / 200.0; /* running long: stay honest */
 		if (left < floor)
 			left = floor;
+		/* Progress reported: 5 % at the start of a run, 95 % at its end. */
+		done = (in->progress - 5) / 90.0;
+		if (done > 0 && in->elapsed_s > 0) {
+			if (done > 1)
+				done = 1;
+			left = (1 - done) * left + done * (in->elapsed_s * (1 - done) / done);
+		}
 		break;
 	default:
 		return 0;

@@ -162,7 +162,10 @@ struct pl_eta {
  * Seconds left for a live job, rounded to the nearest second, at least 1:
  * queued, run * (position + 1) / instances (+ start without a runner);
  * preparing, run (+ start while its runner starts); running, run minus
- * elapsed, but never under run * (100 - progress) / 200.
+ * elapsed (never under run * (100 - progress) / 200), blended with what the
+ * progress seen so far says (elapsed * (1 - f) / f, f the share of the run
+ * done, progress 5..95 mapped to 0..1) with weight f: the nearer the end,
+ * the more the time left follows the progress observed.
  */
 int64_t pl_estimate(const struct pl_eta *in);
 

@@ -665,12 +665,21 @@ static const struct eta_row eta_rows[] = {
 	{"preparing", {.status = JOB_PREPARING, .run_s = 10, .start_s = 5}, 10},
 	{"preparing: runner starting",
 	 {.status = JOB_PREPARING, .run_s = 10, .start_s = 5, .starting = 1}, 15},
-	{"running: elapsed subtracted",
-	 {.status = JOB_RUNNING, .run_s = 10, .elapsed_s = 4, .progress = 60}, 6},
-	{"running long: half the rest of a run",
-	 {.status = JOB_RUNNING, .run_s = 20, .elapsed_s = 30, .progress = 40}, 6},
-	{"running long: floor rounds half up",
-	 {.status = JOB_RUNNING, .run_s = 10, .elapsed_s = 30, .progress = 50}, 3},
+	{"running, no progress yet: elapsed subtracted",
+	 {.status = JOB_RUNNING, .run_s = 10, .elapsed_s = 2, .progress = 5}, 8},
+	/* 0.39 * 6 + 0.61 * (4 * 0.39 / 0.61) = 3.9 */
+	{"running: elapsed subtracted, blended with the progress seen",
+	 {.status = JOB_RUNNING, .run_s = 10, .elapsed_s = 4, .progress = 60}, 4},
+	/* floor 6; the progress says 47 s more; 0.61 * 6 + 0.39 * 47.1 = 22 */
+	{"running long and slow: the progress seen counts",
+	 {.status = JOB_RUNNING, .run_s = 20, .elapsed_s = 30, .progress = 40}, 22},
+	{"running long, halfway: 0.5 * 2.5 + 0.5 * 30",
+	 {.status = JOB_RUNNING, .run_s = 10, .elapsed_s = 30, .progress = 50}, 16},
+	/* The reported case: Maximum Detail (typical 4-10 s) at 95 % showed 6 s. */
+	{"running fast, at 95%: the fraction of a second left, shown as 1",
+	 {.status = JOB_RUNNING, .run_s = 7, .elapsed_s = 1.8, .progress = 95}, 1},
+	{"running faster than learned, at 80%: 0.17 * 6 + 0.83 * 0.25",
+	 {.status = JOB_RUNNING, .run_s = 7, .elapsed_s = 1.2, .progress = 80}, 1},
 	{"running at 100%: at least 1",
 	 {.status = JOB_RUNNING, .run_s = 10, .elapsed_s = 30, .progress = 100}, 1},
 	{"rounds down below .5", {.status = JOB_PREPARING, .run_s = 10.49}, 10},
@@ -693,6 +702,27 @@ START_TEST(estimate_table)
 }
 END_TEST
 
+/*
+ * A run going at a steady pace, three times faster than learned: the time
+ * left never grows as progress comes, and ends at 1.
+ */
+START_TEST(estimate_shrinks_with_progress)
+{
+	int64_t last = INT64_MAX;
+
+	for (int p = 6; p <= 95; p++) {
+		struct pl_eta in = {.status = JOB_RUNNING, .run_s = 9, .progress = p,
+				    .elapsed_s = 3.0 * (p - 5) / 90.0};
+		int64_t got = pl_estimate(&in);
+
+		ck_assert_msg(got <= last, "at %d%%: %lld s, after %lld s", p, (long long)got,
+			      (long long)last);
+		last = got;
+	}
+	ck_assert_int_eq(last, 1);
+}
+END_TEST
+
 /* Rows in a table. */
 #define NROWS(t) ((int)(sizeof(t) / sizeof((t)[0])))
 
@@ -710,6 +740,7 @@ Suite *suite_placement(void)
 	tcase_add_loop_test(tc, fallback_table, 0, NROWS(fallback_rows));
 	tcase_add_loop_test(tc, plan_table, 0, NROWS(plan_rows));
 	tcase_add_loop_test(tc, estimate_table, 0, NROWS(eta_rows));
+	tcase_add_test(tc, estimate_shrinks_with_progress);
 	suite_add_tcase(s, tc);
 	return s;
 }
