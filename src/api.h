@@ -62,5 +62,6 @@ struct http_req;
 void api_admin_runners(struct http_req *req);
 void api_admin_models(struct http_req *req);
 void api_admin_model_action(struct http_req *req);
+void api_admin_job(struct http_req *req);
 
 #endif

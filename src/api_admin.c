@@ -1,7 +1,7 @@
 /*
  * api_admin.c - the operator API: models and runners with their state,
  * GPU memory reserved and measured, current job, last use and restarts;
- * start, stop and drain a model. Operators see model ids and technical
+ * start, stop and drain a model; a job with the model that served it. Operators see model ids and technical
  * causes here; users never do.
  *
  * When FNRUN_ADMIN_TOKEN is set, every admin request must carry
@@ -69,4 +69,25 @@ void api_admin_model_action(struct http_req *req)
 		return;
 	}
 	reply_owned(req, sched_admin_models());
+}
+
+/* GET /api/admin/jobs/{id} */
+void api_admin_job(struct http_req *req)
+{
+	const char *id = http_req_param(req);
+	struct json_object *o;
+	struct err e = {0};
+
+	if (!authorized(req))
+		return;
+	if (*id == '\0' || strlen(id) > 64 || strchr(id, '/')) {
+		http_reply_error(req, 404, "NOT_FOUND", NULL, NULL);
+		return;
+	}
+	o = sched_admin_job(id, &e);
+	if (o == NULL) {
+		http_reply_err(req, &e);
+		return;
+	}
+	reply_owned(req, o);
 }

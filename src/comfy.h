@@ -131,21 +131,22 @@ typedef void (*comfy_result_fn)(void *ud, uint64_t tag, int result, struct json_
 
 /*
  * Reads /history/{prompt_id} from base_url and, on success, copies each
- * output (type "output") through /view to out_root/job_id/N-filename.
+ * output (type "output") through /view to out_root/job_id/, named by
+ * outputs_name() from stem; each entry keeps the server's name as source.
  * Returns the fetch, owned by comfy until its callback; NULL with err when
  * the request cannot start (no callback).
  */
 struct comfy_fetch *comfy_fetch_result(const char *base_url, const char *prompt_id,
-				       const char *out_root, const char *job_id, uint64_t tag,
-				       comfy_result_fn cb, void *ud, struct err *err);
+				       const char *out_root, const char *job_id, const char *stem,
+				       uint64_t tag, comfy_result_fn cb, void *ud, struct err *err);
 /*
  * The same, for a prompt whose outputs the /ws session already named
  * (items from comfy_outputs_add; taken): no /history, only the /view
  * copies. NULL with err when the request cannot start (no callback).
  */
 struct comfy_fetch *comfy_fetch_files(const char *base_url, struct json_object *items,
-				      const char *out_root, const char *job_id, uint64_t tag,
-				      comfy_result_fn cb, void *ud, struct err *err);
+				      const char *out_root, const char *job_id, const char *stem,
+				      uint64_t tag, comfy_result_fn cb, void *ud, struct err *err);
 /* Cancels a fetch: its callback never runs. NULL does nothing. */
 void comfy_fetch_cancel(struct comfy_fetch *f);
 
@@ -159,6 +160,7 @@ void comfy_fetch_cancel(struct comfy_fetch *f);
  * file); then the caller fetches them through /view.
  */
 int comfy_link_outputs(const char *local_dir, struct json_object *items, const char *out_root,
-		       const char *job_id, struct json_object **outputs, struct err *err);
+		       const char *job_id, const char *stem, struct json_object **outputs,
+		       struct err *err);
 
 #endif

@@ -36,6 +36,7 @@ struct comfy_fetch {
 	char *prompt_id;
 	char *out_root;
 	char job_id[64];
+	char stem[96];               /* output names: outputs_name() */
 	uint64_t tag;
 	comfy_result_fn cb;
 	void *ud;
@@ -179,6 +180,21 @@ static void note_size(struct json_object *out, const unsigned char *head, size_t
 	}
 }
 
+/*
+ * A stored output: where it is, the name users see, its kind, and the
+ * model server's own name (source, for operators only).
+ */
+static struct json_object *output_entry(struct json_object *it, const char *rel, const char *file)
+{
+	struct json_object *out = json_object_new_object();
+
+	json_put(out, "path", json_str(rel));
+	json_put(out, "filename", json_str(file));
+	json_put(out, "kind", json_str(json_get_str(it, "kind")));
+	json_put(out, "source", json_str(json_get_str(it, "filename")));
+	return out;
+}
+
 static int download_one(struct comfy_fetch *f, struct err *err);
 
 static void on_downloaded(const struct httpc_resp *resp, void *ud)
@@ -214,13 +230,13 @@ static void on_downloaded(const struct httpc_resp *resp, void *ud)
  */
 static int download_one(struct comfy_fetch *f, struct err *err)
 {
-	struct json_object *it = json_object_array_get_idx(f->items, f->next), *out;
+	struct json_object *it = json_object_array_get_idx(f->items, f->next);
 	struct httpc_opts o = {.timeout_ms = VIEW_TIMEOUT_MS, .on_chunk = on_chunk};
 	const char *name = json_get_str(it, "filename");
 	char url[1024], file[512], rel[600];
 	char *fn, *sub;
 
-	snprintf(file, sizeof file, "%zu-%s", f->next, name);
+	outputs_name(file, sizeof file, f->stem, f->next, name);
 	if (outputs_write_path(f->out_root, f->job_id, file, f->path, sizeof f->path, err) < 0)
 		return -1;
 	/*
@@ -246,11 +262,7 @@ static int download_one(struct comfy_fetch *f, struct err *err)
 	curl_free(fn);
 	curl_free(sub);
 	snprintf(rel, sizeof rel, "%s/%s", f->job_id, file);
-	out = json_object_new_object();
-	json_put(out, "path", json_str(rel));
-	json_put(out, "filename", json_str(name));
-	json_put(out, "kind", json_str(json_get_str(it, "kind")));
-	json_object_array_add(f->outputs, out);
+	json_object_array_add(f->outputs, output_entry(it, rel, file));
 	o.url = url;
 	f->call = httpc_request(server.httpc, &o, on_downloaded, f, err);
 	if (f->call == NULL) {
@@ -327,8 +339,8 @@ static void on_history(const struct httpc_resp *resp, void *ud)
 }
 
 struct comfy_fetch *comfy_fetch_result(const char *base_url, const char *prompt_id,
-				       const char *out_root, const char *job_id, uint64_t tag,
-				       comfy_result_fn cb, void *ud, struct err *err)
+				       const char *out_root, const char *job_id, const char *stem,
+				       uint64_t tag, comfy_result_fn cb, void *ud, struct err *err)
 {
 	struct comfy_fetch *f = xcalloc(1, sizeof *f);
 	struct httpc_opts o = {.timeout_ms = HISTORY_TIMEOUT_MS, .max_response = HISTORY_MAX_BYTES,
@@ -339,6 +351,7 @@ struct comfy_fetch *comfy_fetch_result(const char *base_url, const char *prompt_
 	f->fd = -1;
 	snprintf(f->base_url, sizeof f->base_url, "%s", base_url);
 	snprintf(f->job_id, sizeof f->job_id, "%s", job_id);
+	snprintf(f->stem, sizeof f->stem, "%s", stem);
 	f->prompt_id = xstrdup(prompt_id);
 	f->out_root = xstrdup(out_root);
 	f->tag = tag;
@@ -356,8 +369,8 @@ struct comfy_fetch *comfy_fetch_result(const char *base_url, const char *prompt_
 }
 
 struct comfy_fetch *comfy_fetch_files(const char *base_url, struct json_object *items,
-				      const char *out_root, const char *job_id, uint64_t tag,
-				      comfy_result_fn cb, void *ud, struct err *err)
+				      const char *out_root, const char *job_id, const char *stem,
+				      uint64_t tag, comfy_result_fn cb, void *ud, struct err *err)
 {
 	struct comfy_fetch *f = xcalloc(1, sizeof *f);
 
@@ -365,6 +378,7 @@ struct comfy_fetch *comfy_fetch_files(const char *base_url, struct json_object *
 
 	snprintf(f->base_url, sizeof f->base_url, "%s", base_url);
 	snprintf(f->job_id, sizeof f->job_id, "%s", job_id);
+	snprintf(f->stem, sizeof f->stem, "%s", stem);
 	f->prompt_id = xstrdup("");
 	f->out_root = xstrdup(out_root);
 	f->tag = tag;
@@ -386,7 +400,8 @@ struct comfy_fetch *comfy_fetch_files(const char *base_url, struct json_object *
 
 /* Links one output; its entry in outputs. */
 static int link_one(const char *local_dir, struct json_object *it, size_t i, const char *out_root,
-		    const char *job_id, struct json_object *outputs, struct err *err)
+		    const char *job_id, const char *stem, struct json_object *outputs,
+		    struct err *err)
 {
 	const char *name = json_get_str(it, "filename"), *sub = json_get_str(it, "subfolder");
 	char src[4096], dst[4096], file[512], rel[600];
@@ -403,7 +418,7 @@ static int link_one(const char *local_dir, struct json_object *it, size_t i, con
 	}
 	snprintf(src, sizeof src, "%s/%s%s%s", local_dir, sub ? sub : "", sub && sub[0] ? "/" : "",
 		 name);
-	snprintf(file, sizeof file, "%zu-%s", i, name);
+	outputs_name(file, sizeof file, stem, i, name);
 	if (outputs_write_path(out_root, job_id, file, dst, sizeof dst, err) < 0)
 		return -1;
 	if (link(src, dst) < 0 && !(errno == EEXIST && unlink(dst) == 0 && link(src, dst) == 0)) {
@@ -415,23 +430,21 @@ static int link_one(const char *local_dir, struct json_object *it, size_t i, con
 	if (fd >= 0)
 		close(fd);
 	snprintf(rel, sizeof rel, "%s/%s", job_id, file);
-	out = json_object_new_object();
-	json_put(out, "path", json_str(rel));
-	json_put(out, "filename", json_str(name));
-	json_put(out, "kind", json_str(json_get_str(it, "kind")));
+	out = output_entry(it, rel, file);
 	note_size(out, head, got > 0 ? (size_t)got : 0);
 	json_object_array_add(outputs, out);
 	return 0;
 }
 
 int comfy_link_outputs(const char *local_dir, struct json_object *items, const char *out_root,
-		       const char *job_id, struct json_object **outputs, struct err *err)
+		       const char *job_id, const char *stem, struct json_object **outputs,
+		       struct err *err)
 {
 	struct json_object *v = json_object_new_array();
 
 	for (size_t i = 0; i < json_object_array_length(items); i++)
-		if (link_one(local_dir, json_object_array_get_idx(items, i), i, out_root, job_id, v,
-			     err) < 0) {
+		if (link_one(local_dir, json_object_array_get_idx(items, i), i, out_root, job_id, stem,
+			     v, err) < 0) {
 			json_object_put(v);
 			return -1;
 		}

@@ -80,6 +80,55 @@ int outputs_write_path(const char *root, const char *job_id, const char *file, c
 	return 0;
 }
 
+void outputs_stem(char *out, size_t n, const char *function, const char *job_id)
+{
+	size_t o = 0;
+	int dash = 0;
+
+	if (n == 0)
+		return;
+	for (const char *p = function; *p && o + 10 < n; p++) {
+		unsigned char c = (unsigned char)*p;
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+			out[o++] = (char)c;
+		} else if (c >= 'A' && c <= 'Z') {
+			out[o++] = (char)(c - 'A' + 'a');
+		} else {
+			if (o > 0 && !dash)
+				out[o++] = '-';
+			dash = 1;
+			continue;
+		}
+		dash = 0;
+	}
+	if (o > 0 && out[o - 1] == '-')
+		o--;
+	snprintf(out + o, n - o, "%s%.8s", o ? "-" : "job-", job_id);
+}
+
+void outputs_name(char *out, size_t n, const char *stem, size_t i, const char *server_name)
+{
+	const char *dot = strrchr(server_name, '.');
+	char ext[9] = "";
+	size_t e = 0;
+
+	for (const char *p = dot ? dot + 1 : ""; *p && e < sizeof ext - 1; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
+			e = 0;
+			break;
+		}
+		ext[e++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+	}
+	if (dot && dot[1 + e] != '\0')
+		e = 0; /* longer than 8, or odd bytes: not an extension we repeat */
+	ext[e] = '\0';
+	if (i == 0)
+		snprintf(out, n, "%s.%s", stem, e ? ext : "bin");
+	else
+		snprintf(out, n, "%s-%zu.%s", stem, i + 1, e ? ext : "bin");
+}
+
 int outputs_rel_ok(const char *rel)
 {
 	const char *p = rel;

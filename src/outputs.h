@@ -29,6 +29,21 @@ int outputs_write_path(const char *root, const char *job_id, const char *file, c
 		       struct err *err);
 
 /*
+ * The stem of a job's output file names, into out (n bytes): the function
+ * in lower case with '-' between words, and the job id's first 8 digits
+ * ("create-image-3f2a9c1d"). What a user downloads names what they asked
+ * for, never the model that made it.
+ */
+void outputs_stem(char *out, size_t n, const char *function, const char *job_id);
+
+/*
+ * The name of a job's output i, into out (n bytes): the stem, "-<i+1>"
+ * after the first, and the extension of the model server's own name
+ * (letters and digits, at most 8; "bin" when it has none).
+ */
+void outputs_name(char *out, size_t n, const char *stem, size_t i, const char *server_name);
+
+/*
  * 1 for a relative path whose parts are neither empty nor "." nor "..":
  * one that stays inside the directory it is taken in.
  */

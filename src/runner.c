@@ -263,6 +263,7 @@ void runner_assign(struct runner *r, const struct runner_job *job)
 	r->ticket = job->ticket;
 	r->gen++;
 	snprintf(r->job_id, sizeof r->job_id, "%s", job->job_id);
+	snprintf(r->out_stem, sizeof r->out_stem, "%s", job->stem);
 	free(r->prompt_id);
 	r->prompt_id = xstrdup(job->prompt_id);
 	r->reported_running = r->fetching = 0;
@@ -343,7 +344,7 @@ static int result_from_ws(struct runner *r)
 	}
 	/* Written where we can reach it: linked, no HTTP, no copy. */
 	if (r->local_out && comfy_link_outputs(r->local_out, v->items, r->env.out_root, r->job_id,
-					       &items, &e) == 0) {
+					       r->out_stem, &items, &e) == 0) {
 		end_job(r, -1, items, NULL, NULL);
 		return 0;
 	}
@@ -351,8 +352,8 @@ static int result_from_ws(struct runner *r)
 		log_warn("outputs not linked, fetched instead runner=%s err=%s", r->id, log_q(e.msg));
 	err_clear(&e);
 	items = json_object_get(v->items);
-	r->fetch = comfy_fetch_files(r->base_url, items, r->env.out_root, r->job_id, r->gen,
-				     on_result, r, &e);
+	r->fetch = comfy_fetch_files(r->base_url, items, r->env.out_root, r->job_id, r->out_stem,
+				     r->gen, on_result, r, &e);
 	if (r->fetch == NULL)
 		end_job(r, RUNNER_ERR_OUTPUT, NULL, NULL, e.msg);
 	return 0;
@@ -373,7 +374,7 @@ static void fetch_result(struct runner *r)
 	if (result_from_ws(r) == 0)
 		return;
 	r->fetch = comfy_fetch_result(r->base_url, r->prompt_id, r->env.out_root, r->job_id,
-				      r->gen, on_result, r, &e);
+				      r->out_stem, r->gen, on_result, r, &e);
 	if (r->fetch == NULL)
 		end_job(r, RUNNER_ERR_TRANSPORT, NULL, NULL, e.msg);
 }

@@ -102,6 +102,7 @@ struct runner_env {
 struct runner_job {
 	uint64_t ticket;              /* comes back with every report */
 	const char *job_id;           /* copied */
+	const char *stem;             /* its output files' names: outputs_stem(); copied */
 	const char *prompt_id;        /* the model server's id for this attempt; copied */
 	struct json_object *workflow; /* the bound workflow; taken */
 };
@@ -119,6 +120,7 @@ struct runner {
 	char url[300];                 /* external: the URL it stands for; else "" */
 	int64_t started_ms, ready_ms, last_used_ms; /* wall clock; 0 when not yet */
 	char job_id[64];               /* the job it holds, "" when none */
+	char out_stem[96];             /* that job's output names: outputs_stem() */
 	/* private */
 	uint64_t ticket;               /* the job's ticket while it holds one */
 	uint64_t gen;                  /* bumped at each assignment and job end */

@@ -21,6 +21,7 @@
 #include "runner.h"
 #include "scheduler_internal.h"
 #include "server.h"
+#include "store.h"
 #include "util.h"
 #include "view.h"
 #include "vram.h"
@@ -35,6 +36,40 @@ static void put_time(struct json_object *o, const char *key, int64_t ms)
 	t[19] = 'Z'; /* whole seconds for operators */
 	t[20] = '\0';
 	json_put(o, key, json_str(t));
+}
+
+/* A stored JSON text as JSON; null when it does not parse. */
+static struct json_object *parsed(const char *text)
+{
+	struct json_object *o = NULL;
+	struct err e = {0};
+
+	if (text == NULL || json_parse(text, strlen(text), 32, &o, &e) < 0)
+		return NULL;
+	return o;
+}
+
+struct json_object *sched_admin_job(const char *id, struct err *err)
+{
+	struct json_object *o = sched_view(id, err);
+	struct job *j = NULL;
+
+	if (o == NULL)
+		return NULL;
+	/* sched_view committed what was pending: the store has the job as shown. */
+	if (store_job_get(server.store, id, &j, err) < 0) {
+		json_object_put(o);
+		return NULL;
+	}
+	json_put(o, "model", j->model_id ? json_str(j->model_id) : NULL);
+	json_put(o, "runner", j->runner_id ? json_str(j->runner_id) : NULL);
+	json_put(o, "attempt", json_int(j->attempt));
+	json_put(o, "max_attempts", json_int(j->max_attempts));
+	json_put(o, "tried", parsed(j->tried_json));
+	json_put(o, "error_detail", j->error_detail ? json_str(j->error_detail) : NULL);
+	json_put(o, "stored_outputs", parsed(j->outputs_json));
+	job_free(j);
+	return o;
 }
 
 static struct json_object *runner_json(const struct srunner *sr)

@@ -24,6 +24,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "outputs.h"
 #include "runner.h"
 #include "scheduler_internal.h"
 #include "server.h"
@@ -277,6 +278,7 @@ static void run_assign(struct effect *e)
 	struct json_object *wf = NULL;
 	struct err err = {0};
 	struct runner_job job;
+	char stem[96];
 
 	/* The attempt may be over already (its runner died in the same turn). */
 	if (sj->ticket != e->ticket || sj->runner == NULL || sj->job->status != JOB_PREPARING)
@@ -291,6 +293,8 @@ static void run_assign(struct effect *e)
 	}
 	job.ticket = sj->ticket;
 	job.job_id = sj->job->id;
+	outputs_stem(stem, sizeof stem, sj->job->function, sj->job->id);
+	job.stem = stem;
 	job.prompt_id = sj->job->remote_prompt_id;
 	job.workflow = wf;
 	runner_assign(sj->runner->r, &job);

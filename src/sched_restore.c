@@ -14,6 +14,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "outputs.h"
 #include "registry.h"
 #include "runner.h"
 #include "runtime_docker.h"
@@ -89,11 +90,13 @@ static void reconcile(struct sjob *sj)
 {
 	struct job *j = sj->job;
 	struct err e = {0};
+	char stem[96];
 
 	if (j->remote_url && j->remote_prompt_id) {
+		outputs_stem(stem, sizeof stem, j->function, j->id);
 		sj->fetch = comfy_fetch_result(j->remote_url, j->remote_prompt_id,
-					       server_path("outputs"), j->id, 0, on_reconciled, sj,
-					       &e);
+					       server_path("outputs"), j->id, stem, 0, on_reconciled,
+					       sj, &e);
 		if (sj->fetch) {
 			sched__s.reconciling++;
 			return;

@@ -120,6 +120,13 @@ const char *sched_not_ready(void);
 struct json_object *sched_admin_runners(void);
 struct json_object *sched_admin_models(void);
 /*
+ * One job as operators see it (GET /api/admin/jobs/{id}): the user's view
+ * plus the model that served its latest attempt, the runner, attempts, the
+ * models tried, the technical cause of a failure, and each output's name on
+ * the model server. NULL with err (ERR_NOT_FOUND) when there is no such job.
+ */
+struct json_object *sched_admin_job(const char *id, struct err *err);
+/*
  * start: allow and start one runner now; drain: runners finish their job,
  * take no new one, then stop, and none starts until `start`; stop: the
  * same, and starting runners stop at once.

@@ -116,6 +116,24 @@ const char *gw_str(struct json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
 }
 
+char *gw_output_source(struct gw *g, const char *id, size_t i)
+{
+	char path[160];
+	struct json_object *o, *outs;
+	const char *src;
+	char *out;
+	int status;
+
+	snprintf(path, sizeof path, "/api/admin/jobs/%s", id);
+	o = gw_json(g, "GET", path, NULL, &status);
+	ck_assert_msg(status == 200, "GET %s: %d", path, status);
+	outs = json_object_object_get_ex(o, "stored_outputs", &outs) ? outs : NULL;
+	src = gw_str(json_object_array_get_idx(outs, i), "source");
+	out = src ? strdup(src) : NULL;
+	json_object_put(o);
+	return out;
+}
+
 int64_t gw_int(struct json_object *o, const char *key)
 {
 	struct json_object *v;

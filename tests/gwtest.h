@@ -33,6 +33,11 @@ char *gw_submit(struct gw *g, const char *quality, const char *prompt);
 /* Polls the job until its status is in `want` (comma list); aborts the test after ms. */
 struct json_object *gw_wait_status(struct gw *g, const char *id, const char *want, int ms);
 const char *gw_str(struct json_object *o, const char *key);
+/*
+ * The model server's own name of the job's output i (admin API: users see
+ * names made of the function and the job); caller frees; NULL when none.
+ */
+char *gw_output_source(struct gw *g, const char *id, size_t i);
 int64_t gw_int(struct json_object *o, const char *key);
 /* Runners (admin API) of model, or all when model is NULL. */
 int gw_runner_count(struct gw *g, const char *model);

@@ -397,6 +397,30 @@ START_TEST(output_paths)
 }
 END_TEST
 
+/* Users download what they asked for: the function and the job, never the model. */
+START_TEST(output_names)
+{
+	static const char *const cases[][5] = {
+		/* function, server name, index, want stem, want name */
+		{"Create Image", "sim_00001_.png", "0", "create-image-3f2a9c1d", "create-image-3f2a9c1d.png"},
+		{"Create Image", "sim_00002_.PNG", "1", "create-image-3f2a9c1d", "create-image-3f2a9c1d-2.png"},
+		{"Create  Speech!", "flite_00001_.wav", "0", "create-speech-3f2a9c1d", "create-speech-3f2a9c1d.wav"},
+		{"Vidéo 2", "clip.mp4", "0", "vid-o-2-3f2a9c1d", "vid-o-2-3f2a9c1d.mp4"},
+		{"", "noext", "0", "job-3f2a9c1d", "job-3f2a9c1d.bin"},
+		{"x", "a.tar.verylongext", "0", "x-3f2a9c1d", "x-3f2a9c1d.bin"},
+		{"x", "a.p/ng", "0", "x-3f2a9c1d", "x-3f2a9c1d.bin"},
+	};
+	char stem[96], name[160];
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		outputs_stem(stem, sizeof stem, cases[i][0], "3f2a9c1d4e5f60718293a4b5c6d7e8f9");
+		ck_assert_str_eq(stem, cases[i][3]);
+		outputs_name(name, sizeof name, stem, (size_t)atoi(cases[i][2]), cases[i][1]);
+		ck_assert_str_eq(name, cases[i][4]);
+	}
+}
+END_TEST
+
 START_TEST(content_types)
 {
 	ck_assert_str_eq(api_content_type("/x/a.png"), "image/png");
@@ -759,6 +783,7 @@ Suite *suite_api_unit(void)
 	tcase_add_test(tc, generate_body_shape);
 	tcase_add_test(tc, generate_idem_length);
 	tcase_add_test(tc, output_paths);
+	tcase_add_test(tc, output_names);
 	tcase_add_test(tc, content_types);
 	tcase_add_test(tc, iso_times);
 	tcase_add_test(tc, view_queued_shape);

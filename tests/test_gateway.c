@@ -143,6 +143,27 @@ static char *submit(const char *quality, const char *prompt)
 	return id;
 }
 
+/* The model server's own name of the job's first output (admin API); caller frees. */
+static char *admin_output_source(const char *id)
+{
+	char path[160];
+	struct json_object *o, *outs = NULL;
+	const char *src;
+	char *out;
+	int status;
+
+	snprintf(path, sizeof path, "/api/admin/jobs/%s", id);
+	o = http_json("GET", path, NULL, &status);
+	ck_assert_msg(status == 200, "GET %s: %d", path, status);
+	ck_assert_str_eq(jstr(o, "model"), "img_std");
+	json_object_object_get_ex(o, "stored_outputs", &outs);
+	src = jstr(json_object_array_get_idx(outs, 0), "source");
+	ck_assert_ptr_nonnull(src);
+	out = strdup(src);
+	json_object_put(o);
+	return out;
+}
+
 static void sleep_ms(int ms)
 {
 	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -215,7 +236,7 @@ START_TEST(submit_runs_on_demand_and_outputs_match)
 {
 	struct json_object *job, *outs, *first, *v;
 	struct tu_resp r;
-	char *id, *events, *orig;
+	char *id, *events, *orig, *src, want[64];
 	const char *url, *fn;
 	int status;
 
@@ -241,8 +262,12 @@ START_TEST(submit_runs_on_demand_and_outputs_match)
 	ck_assert_int_eq(r.status, 200);
 	fn = jstr(first, "filename");
 	ck_assert_ptr_nonnull(fn);
-	orig = find_worker_output(fn);
-	ck_assert_msg(orig != NULL, "model server file %s not found", fn);
+	snprintf(want, sizeof want, "create-image-%.8s.png", id);
+	ck_assert_str_eq(fn, want); /* the function and the job, never the model */
+	src = admin_output_source(id);
+	orig = find_worker_output(src);
+	ck_assert_msg(orig != NULL, "model server file %s not found", src);
+	free(src);
 	ck_assert_int_eq(memcmp(r.body, "\x89PNG", 4), 0);
 	ck_assert_int_eq(memcmp(r.body, orig, r.len), 0);
 	(void)status;

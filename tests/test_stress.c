@@ -22,8 +22,8 @@
  * flushed line by line, so each job must have exactly one line with a final
  * status, agreeing with the WebSocket and with GET /api/jobs/{id}, and no
  * `illegal job transition` may appear. Then: a completed job's one output
- * is named after its own tag, lives under /api/outputs/<its id>/ and is a
- * PNG (signature checked for every job); a failed job says
+ * carries its own tag (in the PNG's prompt text), lives under
+ * /api/outputs/<its id>/ and is a PNG (checked for every job); a failed job says
  * MODEL_UNAVAILABLE; only jobs the test cancelled are cancelled, and those
  * cancelled while running are; most complete; none is left queued,
  * preparing or running; fnrun logged the kills and reloads; and fnrun
@@ -527,7 +527,10 @@ static void assert_each_ended_once(void)
 	free(log);
 }
 
-/* A completed job's one output: named after its own tag, stored under its id, a PNG. */
+/*
+ * A completed job's one output: named after the function and its id, stored
+ * under its id, a PNG made for its own prompt (the tag inside).
+ */
 static void assert_own_output(int fd, const struct rec *r, struct json_object *view)
 {
 	struct json_object *outs, *out;
@@ -541,9 +544,9 @@ static void assert_own_output(int fd, const struct rec *r, struct json_object *v
 	out = json_object_array_get_idx(outs, 0);
 	fn = gw_str(out, "filename");
 	url = gw_str(out, "url");
-	snprintf(prefix, sizeof prefix, "%s_", r->tag);
-	ck_assert_msg(fn && strncmp(fn, prefix, strlen(prefix)) == 0,
-		      "job %s (tag %s) got output %s", r->id, r->tag, fn ? fn : "(none)");
+	snprintf(prefix, sizeof prefix, "create-image-%.8s.png", r->id);
+	ck_assert_msg(fn && strcmp(fn, prefix) == 0, "job %s (tag %s) got output %s", r->id,
+		      r->tag, fn ? fn : "(none)");
 	snprintf(prefix, sizeof prefix, "/api/outputs/%s/", r->id);
 	ck_assert_msg(url && strncmp(url, prefix, strlen(prefix)) == 0, "job %s: url %s", r->id,
 		      url ? url : "(none)");
@@ -551,6 +554,10 @@ static void assert_own_output(int fd, const struct rec *r, struct json_object *v
 	ck_assert_msg(resp.status == 200 && resp.len > 8 &&
 			      memcmp(resp.body, "\x89PNG\r\n\x1a\n", 8) == 0,
 		      "job %s: %s answered %d, %zu bytes, not a PNG", r->id, url, resp.status, resp.len);
+	/* Its own: the PNG's prompt text (tEXt) holds the job's tag as filename_prefix. */
+	snprintf(prefix, sizeof prefix, "\"%s\"", r->tag);
+	ck_assert_msg(memmem(resp.body, resp.len, prefix, strlen(prefix)) != NULL,
+		      "job %s: its PNG does not carry its tag %s", r->id, r->tag);
 	tu_resp_free(&resp);
 }
 

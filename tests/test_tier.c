@@ -94,16 +94,20 @@ static void run_jobs(int n, int *a, int *b)
 	for (int i = 0; i < n; i++) {
 		struct json_object *o = gw_wait_status(&g, ids[i], "completed,failed,cancelled", 60000);
 		struct json_object *outs, *first;
-		const char *fn;
+		char *fn, want[64];
 
 		ck_assert_str_eq(gw_str(o, "status"), "completed");
 		ck_assert(json_object_object_get_ex(o, "outputs", &outs));
 		ck_assert_int_ge(json_object_array_length(outs), 1);
 		first = json_object_array_get_idx(outs, 0);
-		fn = gw_str(first, "filename");
+		/* Users see the function and the job; the admin API, the server's name. */
+		snprintf(want, sizeof want, "create-image-%.8s.png", ids[i]);
+		ck_assert_str_eq(gw_str(first, "filename"), want);
+		fn = gw_output_source(&g, ids[i], 0);
 		ck_assert_ptr_nonnull(fn);
 		*a += fn[0] == 'a';
 		*b += fn[0] == 'b';
+		free(fn);
 		json_object_put(o);
 		free(ids[i]);
 	}
