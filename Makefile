@@ -128,7 +128,8 @@ model-shell:
 		-v "$$(command -v busybox)":/usr/local/bin/busybox:ro --entrypoint /usr/local/bin/busybox \
 		localhost/fnrun/$(MODEL):$(IMAGE_TAG) sh
 
-up-with-speech: deps images
+up-with-speech: deps
+	$(MAKE) images
 	DOCKER_HOST=$${DOCKER_HOST:-$(PODMAN_SOCK)} $(BIN)/fnrun serve --config examples/registry-docker.yaml
 
 push-model:
@@ -141,3 +142,31 @@ push-model:
 $(BUILD)/bench/bench: $(BUILD)/bench/bench_docker.o
 
 .PHONY: images build-model model-shell up-with-speech push-model
+
+# ---- the seed's targets, by its names ----
+#   make dev-lowmem | dev-mediummem | dev-highmem   the demo with a GPU budget of 8, 16, 24 GB
+#   make test-containers   the docker runtime's tests (podman's Docker API)
+#   make test-fallback     the fallback tests (every test case named "fallback")
+#   make test-gpu          scripts/gpu-check on this machine's NVIDIA GPU, when it has one
+dev-lowmem:
+	VRAM_LIMIT=8000 $(MAKE) run
+dev-mediummem:
+	VRAM_LIMIT=16000 $(MAKE) run
+dev-highmem:
+	VRAM_LIMIT=24000 $(MAKE) run
+
+test-containers:
+	$(MAKE) check TESTS=docker
+
+test-fallback:
+	CK_RUN_CASE=fallback $(MAKE) check TESTS="gateway lifecycle"
+
+test-gpu:
+	@if ! { command -v nvidia-smi >/dev/null 2>&1 || ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1'; }; then \
+		echo "make test-gpu: this machine has no NVIDIA GPU (no NVML library, no nvidia-smi): nothing to check."; \
+		echo "The GPU logic is tested without one by make check (a fake libnvidia-ml); see scripts/gpu-check."; \
+		exit 0; \
+	fi; \
+	$(MAKE) deps && scripts/gpu-bundle && build/gpu-bundle/gpu-check build/gpu-bundle
+
+.PHONY: dev-lowmem dev-mediummem dev-highmem test-containers test-fallback test-gpu

@@ -409,13 +409,18 @@ Suite *suite_lifecycle(void)
 	tcase_add_test(tc, idle_runner_stops_after_its_timeout);
 	tcase_add_test(tc, crash_once_then_the_job_completes_on_a_replacement);
 	tcase_add_test(tc, hang_is_caught_by_the_watchdog_and_the_job_completes);
-	tcase_add_test(tc, repeated_failure_rests_the_model_and_uses_its_fallback);
 	tcase_add_test(tc, operator_api_shows_and_controls_runners);
 	tcase_add_test(tc, sigterm_drains_running_jobs);
 	tcase_add_test(tc, reload_drains_changed_models_and_keeps_serving);
 	tcase_add_test(tc, full_queue_answers_503_with_retry_after);
 	tcase_add_test(tc, many_reloads_while_jobs_run_never_wear_out);
 	tcase_add_test(tc, outputs_written_to_outdir_are_linked_not_copied);
+	suite_add_tcase(s, tc);
+	/* Its own case: make test-fallback runs every case named "fallback". */
+	tc = tcase_create("fallback");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, repeated_failure_rests_the_model_and_uses_its_fallback);
 	suite_add_tcase(s, tc);
 	return s;
 }
