@@ -148,6 +148,7 @@ $(BUILD)/bench/bench: $(BUILD)/bench/bench_docker.o
 #   make test-containers   the docker runtime's tests (podman's Docker API)
 #   make test-fallback     the fallback tests (every test case named "fallback")
 #   make test-gpu          scripts/gpu-check on this machine's NVIDIA GPU, when it has one
+#   make load              the locust load test, headless (LOAD_USERS, LOAD_SECONDS)
 dev-lowmem:
 	VRAM_LIMIT=8000 $(MAKE) run
 dev-mediummem:
@@ -161,6 +162,13 @@ test-containers:
 test-fallback:
 	CK_RUN_CASE=fallback $(MAKE) check TESTS="gateway lifecycle"
 
+# The seed's load test (locust/locustfile.py) headless against a demo of its own.
+LOAD_USERS   ?= 20
+LOAD_SECONDS ?= 60
+load: deps
+	$(MAKE) all
+	FNRUN_BIN=$(BIN) scripts/load $(LOAD_USERS) $(LOAD_SECONDS)
+
 test-gpu:
 	@if ! { command -v nvidia-smi >/dev/null 2>&1 || ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1'; }; then \
 		echo "make test-gpu: this machine has no NVIDIA GPU (no NVML library, no nvidia-smi): nothing to check."; \
@@ -169,4 +177,4 @@ test-gpu:
 	fi; \
 	$(MAKE) deps && scripts/gpu-bundle && build/gpu-bundle/gpu-check build/gpu-bundle
 
-.PHONY: dev-lowmem dev-mediummem dev-highmem test-containers test-fallback test-gpu
+.PHONY: dev-lowmem dev-mediummem dev-highmem test-containers test-fallback test-gpu load
