@@ -251,7 +251,7 @@ int api_generate_parse(const struct registry *reg, const char *body, size_t len,
 	int rc;
 
 	memset(out, 0, sizeof *out);
-	if (json_parse(body, len, max_depth > 0 ? max_depth : JSON_MAX_DEPTH, &o, err) < 0)
+	if (json_parse_strict(body, len, max_depth > 0 ? max_depth : JSON_MAX_DEPTH, &o, err) < 0)
 		return -1;
 	rc = parse_body(reg, o, out, err);
 	json_object_put(o);

@@ -195,7 +195,7 @@ static void ws_on_text(struct ws_conn *ws, const char *msg, size_t len, void *ud
 	}
 	if (events__burst_begin(w) < 0)
 		return;
-	if (json_parse(msg, len, EV_WS_DEPTH, &o, &err) < 0 ||
+	if (json_parse_strict(msg, len, EV_WS_DEPTH, &o, &err) < 0 ||
 	    !json_object_is_type(o, json_type_object))
 		ws_send_error(w, "INVALID_INPUT", EV_WS_USAGE, NULL, NULL);
 	else if (ws_message_check(o, why, &field) < 0)

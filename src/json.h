@@ -25,6 +25,15 @@
 int json_parse(const char *s, size_t len, int max_depth,
 	       struct json_object **out, struct err *err);
 
+/*
+ * json_parse() for text from users (json_strict.c): also refuses, with
+ * ERR_INVALID and the path of the field ("params.prompt: ..."), a string
+ * with a NUL character (\u0000 or a raw NUL byte), invalid UTF-8 or a lone
+ * surrogate, and an object with the same key twice. Nothing half-accepted.
+ */
+int json_parse_strict(const char *s, size_t len, int max_depth, struct json_object **out,
+		      struct err *err);
+
 /* Appends o in Python json.dumps form. Returns -1 when b is full. */
 int json_dump(struct buf *b, const struct json_object *o);
 /* Python json.dumps form, NUL-terminated. Caller frees. */

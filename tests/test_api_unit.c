@@ -421,6 +421,53 @@ START_TEST(output_names)
 }
 END_TEST
 
+/* User JSON is valid or refused, naming the field; never half-accepted. */
+START_TEST(strict_json)
+{
+	static const char *const good[] = {
+		"{\"p\": \"caf\xc3\xa9 \\u00e9 \\ud83d\\ude00 \xf0\x9f\x98\x80 \\\" \\\\ \\/ \\n\"}",
+		"{\"a\": {\"b\": 1}, \"b\": {\"b\": 2}, \"c\": [{\"x\": 1}, {\"x\": 2}]}",
+		"[\"\\u0001\", 1.5e3, true, false, null, {}]",
+		"\"\\uffff\"",
+	};
+	static const char *const bad[][2] = {
+		{"{\"function\": \"Create Image\\u0000x\"}", "function: the text has a NUL"},
+		{"{\"a\": {\"b\": [1, {\"c\": \"\\ud800\"}]}}", "a.b[1].c: the text has a lone surrogate"},
+		{"{\"a\": \"\\udc00\\ud800\"}", "a: the text has a lone surrogate"},
+		{"{\"a\": \"\\ud800x\"}", "a: the text has a lone surrogate"},
+		{"{\"a\": \"\xff\"}", "a: the text is not valid UTF-8"},
+		{"{\"a\": \"\xc0\xaf\"}", "a: the text is not valid UTF-8"},     /* overlong '/' */
+		{"{\"a\": \"\xed\xa0\x80\"}", "a: the text is not valid UTF-8"}, /* a surrogate */
+		{"{\"a\": \"\xf4\x90\x80\x80\"}", "a: the text is not valid UTF-8"}, /* > U+10FFFF */
+		{"{\"a\": \"\xe2\x82\"}", "a: the text is not valid UTF-8"},    /* cut short */
+		{"{\"a\": 1, \"b\": 2, \"a\": 3}", "a: given twice"},
+		{"{\"x\": {\"k\": 1, \"\\u006b\": 2}}", "x.k: given twice"},
+	};
+	struct json_object *o;
+	struct err err = {0};
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		err_clear(&err);
+		ck_assert_msg(json_parse_strict(good[i], strlen(good[i]), 16, &o, &err) == 0, "%s: %s",
+			      good[i], err.msg);
+		json_object_put(o);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err_clear(&err);
+		o = (struct json_object *)1;
+		ck_assert_int_eq(json_parse_strict(bad[i][0], strlen(bad[i][0]), 16, &o, &err), -1);
+		ck_assert_ptr_null(o);
+		ck_assert_int_eq(err.code, ERR_INVALID);
+		ck_assert_msg(strncmp(err.msg, bad[i][1], strlen(bad[i][1])) == 0, "%s: %s",
+			      bad[i][0], err.msg);
+	}
+	/* A raw NUL byte inside the body, which json-c would stop at. */
+	err_clear(&err);
+	ck_assert_int_eq(json_parse_strict("{\"a\": \"x\0y\"}", 13, 16, &o, &err), -1);
+	ck_assert_int_eq(err.code, ERR_INVALID);
+}
+END_TEST
+
 START_TEST(content_types)
 {
 	ck_assert_str_eq(api_content_type("/x/a.png"), "image/png");
@@ -784,6 +831,7 @@ Suite *suite_api_unit(void)
 	tcase_add_test(tc, generate_idem_length);
 	tcase_add_test(tc, output_paths);
 	tcase_add_test(tc, output_names);
+	tcase_add_test(tc, strict_json);
 	tcase_add_test(tc, content_types);
 	tcase_add_test(tc, iso_times);
 	tcase_add_test(tc, view_queued_shape);

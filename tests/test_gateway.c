@@ -475,6 +475,14 @@ START_TEST(bad_input_gets_4xx_naming_the_field_and_queues_nothing)
 	expect_bad("{\"function\": \"Create Image\", \"params\": {\"prompt\": \"x\", \"colour\": 1}}", 400, "colour");
 	expect_bad("{\"function\": \"Create Image\", \"params\": {\"prompt\": \"x\"}, \"priority\": \"high\"}", 400, "priority");
 	expect_bad("{\"function\": \"Create Image\", \"params\": {\"prompt\": \"x\"}, \"bogus\": 1}", 400, "bogus");
+	/* Never half-accepted: NUL, bad UTF-8, lone surrogates, a key twice. */
+	expect_bad("{\"function\": \"Create Image\\u0000x\", \"params\": {\"prompt\": \"x\"}}", 400, "function");
+	expect_bad("{\"function\": \"Create Image\", \"quality\": \"low\\u0000zzz\", \"params\": {\"prompt\": \"x\"}}", 400, "quality");
+	expect_bad("{\"function\": \"Create Image\", \"params\": {\"prompt\": \"a \xff\xfe b\"}}", 400, "params.prompt");
+	expect_bad("{\"function\": \"Create Image\", \"params\": {\"prompt\": \"a \\ud800 b\"}}", 400, "params.prompt");
+	expect_bad("{\"function\": \"Create Image\", \"params\": {\"prompt\": \"a \xed\xa0\x80 b\"}}", 400, "params.prompt");
+	expect_bad("{\"function\": \"Create Image\", \"params\": {\"prompt\": \"x\", \"prompt\": \"y\"}}", 400, "params.prompt");
+	expect_bad("{\"function\": \"Create Image\", \"function\": \"Create Image\", \"params\": {\"prompt\": \"x\"}}", 400, "function");
 	expect_bad("{\"function\": \"Create Image\", \"params\": ", 400, NULL);
 	expect_bad("[1, 2]", 400, NULL);
 	memset(deep, '[', 200);
