@@ -359,6 +359,20 @@ static int req_push_header(struct http_conn *c)
 	return 0;
 }
 
+/* 1 when every byte is a tchar (RFC 9110 5.6.2), as a header name must be. */
+static int is_token(const char *s, size_t n)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || (ch && memchr(extra, ch, sizeof extra - 1))))
+			return 0;
+	}
+	return 1;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
 	struct http_conn *c = p->data;
@@ -366,6 +380,10 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 
 	if (head_count(c, n) < 0)
 		return -1;
+	if (!is_token(at, n)) {
+		c->err_status = 400; /* "Ho st: x": refused, not read as some other header */
+		return -1;
+	}
 	if (r->hstate == HS_VALUE && req_push_header(c) < 0)
 		return -1;
 	r->hstate = HS_NAME;

@@ -1005,6 +1005,10 @@ START_TEST(test_malformed_400)
 		"GET /hello HTTP/9.9\r\n\r\n",
 		"GET /%00x HTTP/1.1\r\n\r\n",
 		"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+		/* a header name is a token (RFC 9110 5.1): no space, no separator */
+		"GET /hello HTTP/1.1\r\nHo st: x\r\n\r\n",
+		"GET /hello HTTP/1.1\r\nHost(x): y\r\n\r\n",
+		"GET /hello HTTP/1.1\r\nX\x80Y: z\r\n\r\n",
 	};
 
 	srv_start(NULL);
