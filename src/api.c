@@ -239,6 +239,7 @@ static int parse_body(const struct registry *reg, struct json_object *o,
 		return -1;
 	if (registry_validate_params(out->fn, json_get(o, "params"), &out->params, err) < 0)
 		return -1;
+	out->sent = json_object_get(json_get(o, "params"));
 	if (parse_priority(o, out, err) < 0 || parse_idem(o, out, err) < 0)
 		return -1;
 	return 0;
@@ -263,6 +264,7 @@ int api_generate_parse(const struct registry *reg, const char *body, size_t len,
 void api_generate_cleanup(struct api_generate *g)
 {
 	json_object_put(g->params);
+	json_object_put(g->sent);
 	free(g->idem);
 	memset(g, 0, sizeof *g);
 }
@@ -309,7 +311,7 @@ static void api_generate(struct http_req *req)
 		http_reply_err(req, &err);
 		return;
 	}
-	rq = (struct sched_request){g.fn, g.quality, g.params, g.priority, g.idem};
+	rq = (struct sched_request){g.fn, g.quality, g.params, g.priority, g.idem, g.sent};
 	/* params stay ours: the scheduler keeps its own reference. */
 	if (sched_submit(&rq, on_submitted, req, &err) < 0)
 		http_reply_err(req, &err);

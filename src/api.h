@@ -33,6 +33,7 @@ struct api_generate {
 	struct json_object *params;    /* validated with defaults; owned */
 	int priority;                  /* 0..10, default 5 */
 	char *idem;                    /* idempotency key, or NULL; owned */
+	struct json_object *sent;      /* params as sent, before defaults; owned */
 };
 
 #define API_PRIORITY_DEFAULT 5

@@ -41,6 +41,7 @@ static const struct {
 	[ERR_IO] = {500, "INTERNAL"},
 	[ERR_INTERNAL] = {500, "INTERNAL"},
 	[ERR_STORE] = {503, "SERVICE_UNAVAILABLE"},
+	[ERR_DUPLICATE] = {409, "DUPLICATE_REQUEST"},
 };
 
 int err_http_status(int code)

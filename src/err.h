@@ -21,6 +21,7 @@ enum err_code {
 	ERR_IO,          /* file system or socket: 500 */
 	ERR_INTERNAL,    /* a bug or an impossible state: 500 */
 	ERR_STORE,       /* the job store cannot be written now: 503, retry later */
+	ERR_DUPLICATE,   /* an idempotency key already names another request: 409 */
 };
 
 struct err {

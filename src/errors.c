@@ -35,6 +35,9 @@ static const struct user_error catalog[] = {
 	{"ALREADY_FINISHED", "This job has already finished, so it can't be cancelled.",
 	 "Start a new job if you want to run it again.", "NONE", 409},
 	{"FORBIDDEN", "That isn't allowed.", "Check the link.", "NONE", 403},
+	{"DUPLICATE_REQUEST", "This idempotency key was already used for a different request.",
+	 "Send a new request with a new idempotency_key, or the first one again unchanged.",
+	 "EDIT_INPUT", 409},
 	{"SERVICE_UNAVAILABLE", "We can't take new requests right now.",
 	 "Try again in a minute; nothing you sent was kept.", "RETRY", 503},
 };
@@ -55,6 +58,7 @@ static const struct {
 	{ERR_UNAVAILABLE, "MODEL_UNAVAILABLE", 503, 0},
 	{ERR_TIMEOUT, "TIMEOUT", 504, 0},
 	{ERR_STORE, "SERVICE_UNAVAILABLE", 503, 0},
+	{ERR_DUPLICATE, "DUPLICATE_REQUEST", 409, 1},
 };
 
 const struct user_error *errors_find(const char *code)

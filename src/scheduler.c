@@ -583,14 +583,52 @@ static struct sjob *pending_by_idem(const char *idem)
 	return NULL;
 }
 
-/* The job an idempotency key names already: answered as it is now. */
-static int submit_existing(const char *idem, sched_submit_fn cb, void *ud)
+/*
+ * 1 when rq asks for what job j is: the same function, quality, priority
+ * and params; a param the request left to a random default matches any.
+ */
+static int same_request(const struct sched_request *rq, const struct job *j)
 {
-	struct sjob *live = pending_by_idem(idem);
+	struct json_object *stored = NULL;
+	struct err e = {0};
+	int same;
+
+	if (strcmp(j->function, rq->fn->name) != 0 ||
+	    strcmp(j->quality, rq->fn->qualities[rq->quality].key) != 0 ||
+	    j->priority != rq->priority ||
+	    json_parse(j->params_json, strlen(j->params_json), 64, &stored, &e) < 0)
+		return 0;
+	same = json_object_object_length(stored) == json_object_object_length(rq->params);
+	for (size_t i = 0; same && i < rq->fn->nparams; i++) {
+		const struct reg_param *p = &rq->fn->params[i];
+
+		if (p->random && json_get(rq->sent, p->name) == NULL)
+			continue;
+		same = json_object_equal(json_get(rq->params, p->name), json_get(stored, p->name));
+	}
+	json_object_put(stored);
+	return same;
+}
+
+/*
+ * The job an idempotency key names already: answered as it is now; -1 with
+ * ERR_DUPLICATE when a different request made it; -1 (no error) for none.
+ */
+static int submit_existing(const struct sched_request *rq, sched_submit_fn cb, void *ud,
+			   struct err *err)
+{
+	struct sjob *live = pending_by_idem(rq->idem);
 	struct job *old = NULL;
 
-	if (live == NULL && store_job_by_idem(server.store, idem, &old, NULL) < 0)
+	if (live == NULL && store_job_by_idem(server.store, rq->idem, &old, NULL) < 0)
 		return -1;
+	if (!same_request(rq, live ? live->job : old)) {
+		job_free(old);
+		err_set(err, ERR_DUPLICATE,
+			"idempotency_key: already used for a different request; use a new key for "
+			"a new request");
+		return -1;
+	}
 	if (live == NULL)
 		live = sched__find(old->id);
 	if (live && !live->retiring) {
@@ -642,8 +680,10 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 	struct sjob *sj;
 	struct job *j;
 
-	if (rq->idem && submit_existing(rq->idem, cb, ud) == 0)
+	if (rq->idem && submit_existing(rq, cb, ud, err) == 0)
 		return 0;
+	if (err->code == ERR_DUPLICATE)
+		return -1;
 	if (submit_check(rq, err) < 0)
 		return -1;
 	j = job_for(rq);

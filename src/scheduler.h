@@ -70,6 +70,7 @@ struct sched_request {
 	struct json_object *params;    /* validated; the scheduler takes a reference */
 	int priority;                  /* 0..10 */
 	const char *idem;              /* idempotency key, or NULL */
+	const struct json_object *sent; /* params as the request gave them, or NULL */
 };
 
 /*
@@ -85,7 +86,9 @@ typedef void (*sched_submit_fn)(void *ud, int status, const struct json_object *
  * Creates a job. Returns 0, and cb(ud, ...) runs once from the loop after
  * the job is committed; or -1 with err and no callback: ERR_FULL (the
  * queue is full), ERR_UNAVAILABLE (no model serves the tier, the server is
- * stopping, or the store cannot be written now).
+ * stopping, or the store cannot be written now), ERR_DUPLICATE (the
+ * idempotency key names a job made by a different request: another function,
+ * quality, priority or params; a param left to its random default matches).
  */
 int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, struct err *err);
 

@@ -504,6 +504,61 @@ START_TEST(bad_input_gets_4xx_naming_the_field_and_queues_nothing)
 }
 END_TEST
 
+/* POSTs body; returns the status and the job id (or the error code) in out. */
+static int post_generate(const char *body, char *out, size_t n)
+{
+	struct json_object *o, *e;
+	int status;
+
+	o = http_json("POST", "/api/generate", body, &status);
+	ck_assert_ptr_nonnull(o);
+	if (json_object_object_get_ex(o, "error", &e))
+		snprintf(out, n, "%s %s", jstr(e, "code"), jstr(e, "message"));
+	else
+		snprintf(out, n, "%s", jstr(o, "job_id"));
+	json_object_put(o);
+	return status;
+}
+
+/*
+ * The same idempotency key: the same request gets the first job (a seed
+ * left to its random default matches); a different one gets 409 and
+ * nothing is queued for it.
+ */
+START_TEST(idempotency_key_same_request_or_409)
+{
+	static const char *const other[] = {
+		"{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": {\"prompt\": \"y\"}, \"idempotency_key\": \"k1\"}",
+		"{\"function\": \"Create Image\", \"quality\": \"standard\", \"params\": {\"prompt\": \"x\"}, \"idempotency_key\": \"k1\"}",
+		"{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": {\"prompt\": \"x\", \"width\": 32}, \"idempotency_key\": \"k1\"}",
+		"{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": {\"prompt\": \"x\", \"seed\": 7}, \"idempotency_key\": \"k1\"}",
+		"{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": {\"prompt\": \"x\"}, \"priority\": 9, \"idempotency_key\": \"k1\"}",
+	};
+	const char *first = "{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": {\"prompt\": \"x\"}, \"idempotency_key\": \"k1\"}";
+	const char *same = "{\"idempotency_key\": \"k1\", \"params\": {\"width\": 64, \"prompt\": \"x\"}, \"quality\": \"low\", \"function\": \"Create Image\"}";
+	char id[300], got[300];
+	struct json_object *o, *jobs;
+	int status;
+
+	write_registry("5", NULL, NULL);
+	start_gateway();
+	ck_assert_int_eq(post_generate(first, id, sizeof id), 202);
+	ck_assert_int_eq(post_generate(first, got, sizeof got), 200);
+	ck_assert_str_eq(got, id);
+	/* The same request written otherwise: keys reordered, a default spelled out. */
+	ck_assert_int_eq(post_generate(same, got, sizeof got), 200);
+	ck_assert_str_eq(got, id);
+	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+		ck_assert_msg(post_generate(other[i], got, sizeof got) == 409, "%s: %s", other[i], got);
+		ck_assert_msg(strncmp(got, "DUPLICATE_REQUEST idempotency_key:", 34) == 0, "%s", got);
+	}
+	o = http_json("GET", "/api/jobs", NULL, &status);
+	ck_assert(json_object_object_get_ex(o, "jobs", &jobs));
+	ck_assert_int_eq(json_object_array_length(jobs), 1);
+	json_object_put(o);
+}
+END_TEST
+
 START_TEST(catalog_and_check)
 {
 	struct json_object *o;
@@ -539,6 +594,7 @@ Suite *suite_gateway(void)
 	tcase_add_test(tc, gateway_kill9_then_restart_completes_each_job_once);
 	tcase_add_test(tc, bad_input_gets_4xx_naming_the_field_and_queues_nothing);
 	tcase_add_test(tc, catalog_and_check);
+	tcase_add_test(tc, idempotency_key_same_request_or_409);
 	suite_add_tcase(s, tc);
 	/* Its own case: make test-fallback runs every case named "fallback". */
 	tc = tcase_create("fallback");
