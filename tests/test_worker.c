@@ -617,6 +617,19 @@ START_TEST(view_serves_files_with_comfyui_rules)
 	ck_assert_int_eq(cc_http(w.port, "GET", "/view?filename=%2Fetc%2Fpasswd", NULL, NULL, 0, &r), 0);
 	ck_assert_int_eq(r.status, 400);
 	tu_resp_free(&r);
+	/* A link placed in the folder is served only when it stays inside it. */
+	snprintf(path, sizeof path, "%s/leak.txt", w.out);
+	ck_assert_int_eq(symlink("/etc/passwd", path), 0);
+	ck_assert_int_eq(cc_http(w.port, "GET", "/view?filename=leak.txt", NULL, NULL, 0, &r), 0);
+	ck_assert_int_eq(r.status, 403);
+	ck_assert_ptr_null(memmem(r.body, r.len, "root:", 5));
+	tu_resp_free(&r);
+	snprintf(path, sizeof path, "%s/alias.png", w.out);
+	ck_assert_int_eq(symlink("fr_weightless_00001_.png", path), 0);
+	ck_assert_int_eq(cc_http(w.port, "GET", "/view?filename=alias.png", NULL, NULL, 0, &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(r.len == disk_len && memcmp(r.body, disk, disk_len) == 0);
+	tu_resp_free(&r);
 	free(temp_name);
 	free(temp_disk);
 	free(disk);

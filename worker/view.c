@@ -4,7 +4,8 @@
  * or containing ".." -> 400; an unknown type -> 400; a subfolder escaping
  * the directory -> 403; a missing file -> 404 with an empty body. A
  * filename ending in " [output]", " [input]" or " [temp]" picks the
- * directory. Files are streamed from disk.
+ * directory. Files are streamed from disk. Unlike ComfyUI, a file that is a
+ * symbolic link is served only when it resolves inside its folder (403).
  *
  * Not implemented: re-encoding (preview=webp;q, channel=rgb|a); the file is
  * served as stored, which is what a gateway copying results wants.
@@ -78,12 +79,24 @@ static int resolve_sub(const char *dir, const char *sub, char *out, size_t outle
 	return strncmp(out, dir, dl) == 0 && (out[dl] == '\0' || out[dl] == '/') ? 0 : -1;
 }
 
+/* 1 when path (resolved) is inside dir (resolved here). */
+static int inside(const char *dir, const char *path)
+{
+	char d[PATH_MAX];
+	size_t dl;
+
+	if (realpath(dir, d) == NULL)
+		return 0;
+	dl = strlen(d);
+	return strncmp(path, d, dl) == 0 && (path[dl] == '/' || (dl == 1 && d[0] == '/'));
+}
+
 void api_view(struct http_req *req)
 {
 	const char *fn = http_req_query(req, "filename");
 	const char *type = http_req_query(req, "type");
 	const char *sub = http_req_query(req, "subfolder");
-	char name[NAME_MAX + 1], full[PATH_MAX], path[PATH_MAX + NAME_MAX + 2];
+	char name[NAME_MAX + 1], full[PATH_MAX], path[PATH_MAX + NAME_MAX + 2], real[PATH_MAX];
 	const char *dir, *base;
 	struct err e = {0};
 	struct stat st;
@@ -112,13 +125,22 @@ void api_view(struct http_req *req)
 	}
 	base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
 	snprintf(path, sizeof path, "%s/%s", full, base);
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+	/*
+	 * The file itself may be a link placed in the folder: what is served is
+	 * what it resolves to, and only when that is inside the folder too.
+	 */
+	if (realpath(path, real) == NULL || stat(real, &st) < 0 || !S_ISREG(st.st_mode)) {
 		log_debug("view missing path=%s", log_q(path));
 		http_reply(req, 404, NULL, "", 0);
 		return;
 	}
+	if (!inside(dir, real)) {
+		log_warn("view refused path=%s resolves=%s", log_q(path), log_q(real));
+		http_reply(req, 403, NULL, "", 0);
+		return;
+	}
 	snprintf(full, sizeof full, "filename=\"%s\"", base);
 	http_reply_header(req, "Content-Disposition", full);
-	if (http_reply_file(req, 200, path, mime_type(base), &e) < 0)
+	if (http_reply_file(req, 200, real, mime_type(base), &e) < 0)
 		http_reply(req, 404, NULL, "", 0);
 }
