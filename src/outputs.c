@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "outputs.h"
 
@@ -199,4 +201,36 @@ int outputs_resolve(const char *root, const char *rel, char *out, size_t n, stru
 		return 0;
 	err_set(err, ERR_NOT_FOUND, "no such output");
 	return -1;
+}
+
+size_t outputs_sweep_temp(const char *root, int64_t before)
+{
+	DIR *top = opendir(root), *d;
+	struct dirent *s, *f;
+	char path[PATH_MAX];
+	struct stat st;
+	size_t removed = 0;
+
+	if (top == NULL)
+		return 0;
+	while ((s = readdir(top)) != NULL) {
+		if (s->d_name[0] == '.' || strlen(s->d_name) != 2)
+			continue; /* shards are two characters */
+		snprintf(path, sizeof path, "%s/%s", root, s->d_name);
+		if ((d = opendir(path)) == NULL)
+			continue;
+		while ((f = readdir(d)) != NULL) {
+			/* Outputs are "<job id>-<name>"; only temporary files start with a dot. */
+			if (f->d_name[0] != '.' || strcmp(f->d_name, ".") == 0 ||
+			    strcmp(f->d_name, "..") == 0)
+				continue;
+			snprintf(path, sizeof path, "%s/%s/%s", root, s->d_name, f->d_name);
+			if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_mtime < before &&
+			    unlink(path) == 0)
+				removed++;
+		}
+		closedir(d);
+	}
+	closedir(top);
+	return removed;
 }

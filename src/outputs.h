@@ -17,6 +17,7 @@
 #define FNRUN_OUTPUTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 
@@ -42,6 +43,15 @@ void outputs_stem(char *out, size_t n, const char *function, const char *job_id)
  * (letters and digits, at most 8; "bin" when it has none).
  */
 void outputs_name(char *out, size_t n, const char *stem, size_t i, const char *server_name);
+
+/*
+ * Removes the temporary files (hidden: ".thumb-...", ".poster....") that
+ * a process killed while writing left in root's shard directories, those
+ * last changed before `before` (seconds since the epoch): a file being
+ * written now is left alone. Returns how many were removed. Blocking: run
+ * it on the thread pool.
+ */
+size_t outputs_sweep_temp(const char *root, int64_t before);
 
 /*
  * 1 for a relative path whose parts are neither empty nor "." nor "..":

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -16,6 +17,7 @@
 #include "http.h"
 #include "httpc.h"
 #include "log.h"
+#include "outputs.h"
 #include "registry.h"
 #include "scheduler.h"
 #include "server.h"
@@ -101,6 +103,26 @@ static struct json_object *lookup_view(const char *id, struct err *err, void *ud
 	return sched_view(id, err);
 }
 
+/* Temporary files a killed process left in the output store, swept on the thread pool. */
+static struct {
+	uv_work_t req;
+	char root[PATH_MAX]; /* copied: server_path()'s buffer is the loop's */
+	int64_t before;
+	size_t removed;
+} sweep;
+
+static void sweep_work(uv_work_t *req)
+{
+	sweep.removed = outputs_sweep_temp(sweep.root, sweep.before);
+}
+
+static void sweep_done(uv_work_t *req, int status)
+{
+	if (sweep.removed > 0)
+		log_info("temporary files removed count=%zu dir=%s", sweep.removed,
+			 log_q(sweep.root));
+}
+
 static int start(struct err *err)
 {
 	server.reg = registry_load(server.cfg.config_path, err);
@@ -109,6 +131,10 @@ static int start(struct err *err)
 	server.store = store_open(server_path("fnrun.db"), err);
 	if (server.store == NULL)
 		return -1;
+	snprintf(sweep.root, sizeof sweep.root, "%s", server_path("outputs"));
+	sweep.before = (int64_t)time(NULL);
+	if (uv_queue_work(server.loop, &sweep.req, sweep_work, sweep_done) != 0)
+		log_warn("temporary files not swept");
 	server.httpc = httpc_new(server.loop, err);
 	if (server.httpc == NULL || sched_init(&hooks, err) < 0)
 		return -1;

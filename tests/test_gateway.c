@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utime.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -401,9 +402,27 @@ START_TEST(model_server_kill9_requeues_job)
 }
 END_TEST
 
+/* Waits until the gateway's log has text; fails the test after ms. */
+static void wait_log(const char *text, int ms)
+{
+	char path[600];
+
+	snprintf(path, sizeof path, "%s/gateway.log", dir);
+	for (int waited = 0; waited <= ms; waited += 20) {
+		char *log = tu_read_file(path, NULL);
+		int found = log && strstr(log, text);
+
+		free(log);
+		if (found)
+			return;
+		sleep_ms(20);
+	}
+	ck_abort_msg("the gateway never logged \"%s\"", text);
+}
+
 START_TEST(gateway_kill9_then_restart_completes_each_job_once)
 {
-	char *ids[4], path[128];
+	char *ids[4], path[128], tmp[600], kept[600];
 	struct json_object *o, *jobs;
 	int status, completed = 0;
 
@@ -416,7 +435,19 @@ START_TEST(gateway_kill9_then_restart_completes_each_job_once)
 	kill(gw, SIGKILL);
 	waitpid(gw, NULL, 0);
 	gw = 0;
+	/* What a thumbnail being written when the kill came leaves, and an output. */
+	snprintf(tmp, sizeof tmp, "%s/data/outputs/ab", dir);
+	mkdir(tmp, 0755);
+	snprintf(tmp, sizeof tmp, "%s/data/outputs/ab/.thumb-Xy12Zq", dir);
+	ck_assert_int_eq(tu_write_file(tmp, "half", 4), 0);
+	ck_assert_int_eq(utime(tmp, &(struct utimbuf){1000, 1000}), 0);
+	snprintf(kept, sizeof kept, "%s/data/outputs/ab/ab12-create-image-ab12.png", dir);
+	ck_assert_int_eq(tu_write_file(kept, "png", 3), 0);
+	ck_assert_int_eq(utime(kept, &(struct utimbuf){1000, 1000}), 0);
 	start_gateway();
+	wait_log("temporary files removed count=1", 10000);
+	ck_assert_int_eq(access(tmp, F_OK), -1);
+	ck_assert_int_eq(access(kept, F_OK), 0);
 	for (int i = 0; i < 4; i++) {
 		o = wait_status(ids[i], "completed,failed", 30000);
 		ck_assert_str_eq(jstr(o, "status"), "completed");
