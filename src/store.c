@@ -35,6 +35,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "store_guard.h"
 #include "util.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000 /* wait for another process's lock */
@@ -472,17 +473,25 @@ struct store *store_open(const char *path, struct err *err)
 	int rc;
 
 	s->path = xstrdup(path);
+	if (store_guard_present(path, err) < 0) {
+		store_close(s);
+		return NULL;
+	}
 	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		open_fail(s, rc, err);
 		store_close(s);
 		return NULL;
 	}
-	if (configure(s, err) < 0 || migrate(s, err) < 0 ||
-	    prepare_all(s, err) < 0) {
+	if (configure(s, err) < 0 || store_guard_intact(s->db, path, err) < 0 ||
+	    migrate(s, err) < 0 || prepare_all(s, err) < 0) {
+		rc = sqlite3_errcode(s->db);
+		if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
+			store_guard_damaged(path, sqlite3_errmsg(s->db), err);
 		store_close(s);
 		return NULL;
 	}
+	store_guard_mark(path);
 	log_info("store open path=%s version=%d", s->path, SCHEMA_VERSION);
 	return s;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -719,15 +720,20 @@ START_TEST(test_runner_table)
 }
 END_TEST
 
-static void assert_open_fails(const char *path, const char *why)
+static void assert_open_fails_code(const char *path, const char *why, int code)
 {
 	struct err err = {0};
 
 	ck_assert_ptr_null(store_open(path, &err));
-	ck_assert_int_eq(err.code, ERR_IO);
+	ck_assert_int_eq(err.code, code);
 	ck_assert_msg(strstr(err.msg, path) != NULL, "no path in: %s", err.msg);
 	ck_assert_msg(strstr(err.msg, why) != NULL, "want '%s' in: %s", why,
 		      err.msg);
+}
+
+static void assert_open_fails(const char *path, const char *why)
+{
+	assert_open_fails_code(path, why, ERR_IO);
 }
 
 START_TEST(test_open_bad_directory)
@@ -758,7 +764,8 @@ START_TEST(test_open_bad_directory)
 
 		ck_assert_int_eq(tu_write_file(db_path, junk, sizeof junk - 1), 0);
 	}
-	assert_open_fails(db_path, "not a database");
+	/* Refused as damaged, with what to do. */
+	assert_open_fails_code(db_path, "damaged (file is not a database)", ERR_STORE);
 }
 END_TEST
 
@@ -847,6 +854,68 @@ START_TEST(test_schema_and_pragmas)
 }
 END_TEST
 
+/* A store that held jobs and is then deleted or emptied is refused, not made anew. */
+START_TEST(test_missing_or_empty_store_refused)
+{
+	char marker[600];
+	struct err err = {0};
+	struct store *s = open_ok();
+	struct job *j = full_job("m-1");
+
+	ck_assert_int_eq(store_job_insert(s, j, &err), 0);
+	job_free(j);
+	store_close(s);
+	snprintf(marker, sizeof marker, "%s.marker", db_path);
+	ck_assert_int_eq(access(marker, F_OK), 0);
+
+	ck_assert_int_eq(truncate(db_path, 0), 0);
+	ck_assert_ptr_null(store_open(db_path, &err));
+	ck_assert_int_eq(err.code, ERR_STORE);
+	ck_assert_msg(strstr(err.msg, "is empty (0 bytes), but it held jobs") &&
+			      strstr(err.msg, "restore it from a backup") && strstr(err.msg, marker),
+		      "%s", err.msg);
+	ck_assert_int_eq(unlink(db_path), 0);
+	err_clear(&err);
+	ck_assert_ptr_null(store_open(db_path, &err));
+	ck_assert_msg(strstr(err.msg, "is missing, but it held jobs"), "%s", err.msg);
+	ck_assert_int_eq(access(db_path, F_OK), -1); /* nothing created */
+	/* Deleting the marker too is how to start empty on purpose. */
+	ck_assert_int_eq(unlink(marker), 0);
+	s = open_ok();
+	store_close(s);
+}
+END_TEST
+
+/* One damaged page: refused at open with what to do, never served. */
+START_TEST(test_damaged_store_refused)
+{
+	struct err err = {0};
+	struct store *s = open_ok();
+	char junk[4096];
+	int fd;
+
+	for (int i = 0; i < 300; i++) {
+		char key[32];
+		struct job *j = full_job(NULL);
+
+		snprintf(key, sizeof key, "k-%d", i);
+		job_set_str(&j->idempotency_key, key);
+		ck_assert_int_eq(store_job_insert(s, j, &err), 0);
+		job_free(j);
+	}
+	store_close(s); /* checkpoints: the pages are in the main file */
+	memset(junk, 0x5a, sizeof junk);
+	fd = open(db_path, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, junk, sizeof junk, 3 * 4096), (ssize_t)sizeof junk);
+	close(fd);
+	ck_assert_ptr_null(store_open(db_path, &err));
+	ck_assert_int_eq(err.code, ERR_STORE);
+	ck_assert_msg(strstr(err.msg, "is damaged (") && strstr(err.msg, "restore it from a backup"),
+		      "%s", err.msg);
+}
+END_TEST
+
 Suite *suite_store(void)
 {
 	Suite *s = suite_create("store");
@@ -874,6 +943,8 @@ Suite *suite_store(void)
 	tcase_add_test(db, test_batched_lifecycle_10k);
 	tcase_add_test(db, test_runner_table);
 	tcase_add_test(db, test_open_bad_directory);
+	tcase_add_test(db, test_missing_or_empty_store_refused);
+	tcase_add_test(db, test_damaged_store_refused);
 	tcase_add_test(db, test_newer_schema_refused);
 	tcase_add_test(db, test_schema_and_pragmas);
 	tcase_add_test(db, test_one_process_owns_the_file);
