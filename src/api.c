@@ -64,6 +64,12 @@ static const struct http_route routes[] = {
 	{"GET", "/", static_web, HTTP_ROUTE_PREFIX, 0}, /* web/: the page; keep it last */
 };
 
+/* Host names the API answers to: the current registry decides (a reload applies). */
+static int host_ok(const char *host, size_t len)
+{
+	return registry_host_ok(server.reg, host, len);
+}
+
 struct http_server *api_start(struct err *err)
 {
 	struct http_config cfg = {
@@ -77,6 +83,7 @@ struct http_server *api_start(struct err *err)
 		 * loopback from the user's browser (CSRF, DNS rebinding).
 		 */
 		.origin_guard = 1,
+		.host_ok = host_ok,
 		.error_body = errors_http_body,
 	};
 

@@ -78,6 +78,12 @@ struct http_config {
 	 * empty body, as that middleware does.
 	 */
 	int origin_guard;
+	/*
+	 * Optional: when set, a request whose Host header (port removed) this
+	 * refuses gets 403 before routing. Against DNS rebinding: a page on a
+	 * name the attacker controls, resolved to our address.
+	 */
+	int (*host_ok)(const char *host, size_t len);
 };
 
 /* Per-connection output and message caps; 0 keeps the default. */

@@ -298,8 +298,27 @@ static int origin_blocked(const char *host_hdr, const char *origin_hdr)
 	return hp[0] && op[0] && strcmp(hp, op) != 0;
 }
 
+/* The Host header's name without its port; 1 when cfg.host_ok accepts it (or none is sent). */
+static int host_allowed(const struct http_server *s, const char *host)
+{
+	const char *end;
+
+	if (s->cfg.host_ok == NULL || host == NULL)
+		return 1;
+	if (host[0] == '[') { /* an IPv6 literal, port after "]" */
+		end = strchr(host, ']');
+		return end ? s->cfg.host_ok(host, (size_t)(end + 1 - host)) : 0;
+	}
+	end = strchr(host, ':');
+	return s->cfg.host_ok(host, end ? (size_t)(end - host) : strlen(host));
+}
+
 static void req_decide(const struct http_server *s, struct http_req *r, int method)
 {
+	if (!host_allowed(s, http_req_header(r, "Host"))) {
+		r->preset = 403;
+		return;
+	}
 	if (s->cfg.origin_guard &&
 	    origin_blocked(http_req_header(r, "Host"), http_req_header(r, "Origin"))) {
 		r->preset = 403;

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
 
 #include "json.h"
 #include "buf.h"
@@ -172,6 +174,9 @@ static void destroy(struct registry *r)
 	free(s->docker_socket);
 	free(s->models_dir);
 	free(s->cache_dir);
+	for (size_t i = 0; i < s->nhosts; i++)
+		free(s->hosts[i]);
+	free(s->hosts);
 	free(r->functions);
 	free(r->models);
 	free(r->path);
@@ -610,4 +615,25 @@ char *registry_expand(const char *arg, int port, const char *bindir, const char 
 		}
 	}
 	return buf_steal(&b);
+}
+
+int registry_host_ok(const struct registry *r, const char *host, size_t len)
+{
+	char name[256];
+	unsigned char addr[16];
+
+	if (len == 0 || len >= sizeof name)
+		return 0;
+	memcpy(name, host, len);
+	name[len] = '\0';
+	if (name[0] == '[' && name[len - 1] == ']') {
+		name[len - 1] = '\0';
+		return inet_pton(AF_INET6, name + 1, addr) == 1;
+	}
+	if (inet_pton(AF_INET, name, addr) == 1 || strcasecmp(name, "localhost") == 0)
+		return 1;
+	for (size_t i = 0; r && i < r->server.nhosts; i++)
+		if (strcasecmp(name, r->server.hosts[i]) == 0)
+			return 1;
+	return 0;
 }

@@ -164,6 +164,8 @@ struct reg_server {
 	int64_t max_body;      /* request body bytes, default 1 MiB */
 	int64_t max_json_depth; /* default 32 */
 	int64_t max_watchers;  /* SSE + WebSocket watchers, default 10000 */
+	char **hosts;          /* names the API answers to besides IP literals and localhost */
+	size_t nhosts;
 };
 
 /* Private: use the accessors below. */
@@ -285,5 +287,12 @@ int registry_bind(const struct reg_model *m, const struct json_object *validated
  * runtime. Caller owns the result (json_object_put).
  */
 struct json_object *registry_catalog(const struct registry *r);
+
+/*
+ * 1 when a request's Host (its name, port removed) is one the API answers:
+ * an IP literal, "localhost", or one of server.hosts (case ignored). Any
+ * other name is what a DNS rebinding page sends.
+ */
+int registry_host_ok(const struct registry *r, const char *host, size_t len);
 
 #endif

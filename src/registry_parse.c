@@ -508,8 +508,62 @@ static const struct key_spec server_keys[] = {
 	{.name = "models_dir", .type = KEY_STR, .off = offsetof(struct reg_server, models_dir)},
 	{.name = "cache_dir", .type = KEY_STR, .off = offsetof(struct reg_server, cache_dir)},
 	{.name = "limits", .type = KEY_MAP, .sub = limits_keys},
+	{.name = "hosts", .type = KEY_LATER},
 	{NULL},
 };
+
+#define REG_MAX_HOSTS 32
+
+/* A DNS name: labels of letters, digits and '-', joined by dots; no port. */
+static int valid_host_name(const char *s)
+{
+	size_t label = 0, n = strlen(s);
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (const char *p = s; *p; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (isalnum((unsigned char)*p) || (*p == '-' && label > 0)) {
+			if (++label > 63)
+				return 0;
+		} else {
+			return 0;
+		}
+	}
+	return label > 0;
+}
+
+/* server.hosts: the names, besides IP literals and localhost, that the API answers to. */
+static void parse_hosts(struct pctx *c, yaml_node_t *v)
+{
+	struct reg_server *s = &c->r->server;
+	size_t n = registry__is_seq(v) ? registry__seq_len(v) : 0, old;
+
+	old = registry__path_push(c, "hosts");
+	if (n == 0 || n > REG_MAX_HOSTS) {
+		registry__perr(c, v, "must be a list of 1 to %d host names the API is reached by, "
+			       "e.g. [gpu-box.lan, fnrun.example.com]", REG_MAX_HOSTS);
+		registry__path_pop(c, old);
+		return;
+	}
+	s->hosts = xcalloc(n, sizeof *s->hosts);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *a = registry__get_node(c, v->data.sequence.items.start[i]);
+		const char *name = registry__scalar(a);
+		size_t o = registry__path_push_index(c, i);
+
+		if (name == NULL || !valid_host_name(name))
+			registry__perr(c, a, "must be a host name without a port (letters, digits, '-' "
+				       "and dots), e.g. gpu-box.lan");
+		else
+			s->hosts[s->nhosts++] = xstrdup(name);
+		registry__path_pop(c, o);
+	}
+	registry__path_pop(c, old);
+}
 
 /* "HOST:PORT" with a port from 0 to 65535; IPv6 hosts in brackets. */
 static int valid_listen(const char *s)
@@ -532,6 +586,8 @@ static void parse_server(struct pctx *c, yaml_node_t *n)
 	size_t old;
 
 	registry__parse_map(c, n, server_keys, &c->r->server);
+	if ((v = registry__map_get(c, n, "hosts")) != NULL)
+		parse_hosts(c, v);
 	v = registry__map_get(c, n, "listen");
 	if (v == NULL || registry__scalar(v) == NULL || valid_listen(registry__scalar(v)))
 		return;

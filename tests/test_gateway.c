@@ -590,6 +590,45 @@ START_TEST(idempotency_key_same_request_or_409)
 }
 END_TEST
 
+/* GET path with this Host header; returns the status. */
+static int get_with_host(const char *path, const char *host)
+{
+	char req[512];
+	struct tu_resp r;
+	int fd = tu_connect(gw_port), status;
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+		 path, host);
+	ck_assert_int_eq(tu_write_all(fd, req, strlen(req)), 0);
+	ck_assert_int_eq(tu_read_response(fd, &r), 0);
+	status = r.status;
+	tu_resp_free(&r);
+	close(fd);
+	return status;
+}
+
+/*
+ * DNS rebinding: a page on a name the attacker controls, resolved to
+ * 127.0.0.1, sends that name as Host. Only IP literals, localhost and the
+ * registry's server.hosts are answered.
+ */
+START_TEST(host_header_checked_against_dns_rebinding)
+{
+	char host[64];
+
+	write_registry("5", "server: {hosts: [gpu-box.lan]}\n", NULL);
+	start_gateway();
+	snprintf(host, sizeof host, "127.0.0.1:%d", gw_port);
+	ck_assert_int_eq(get_with_host("/api/functions", host), 200);
+	ck_assert_int_eq(get_with_host("/api/functions", "localhost"), 200);
+	ck_assert_int_eq(get_with_host("/api/admin/models", "gpu-box.lan:8180"), 200);
+	ck_assert_int_eq(get_with_host("/api/admin/models", "attacker.example:8180"), 403);
+	ck_assert_int_eq(get_with_host("/api/jobs", "attacker.example"), 403);
+	ck_assert_int_eq(get_with_host("/", "127.0.0.1.attacker.example"), 403);
+}
+END_TEST
+
 START_TEST(catalog_and_check)
 {
 	struct json_object *o;
@@ -626,6 +665,7 @@ Suite *suite_gateway(void)
 	tcase_add_test(tc, bad_input_gets_4xx_naming_the_field_and_queues_nothing);
 	tcase_add_test(tc, catalog_and_check);
 	tcase_add_test(tc, idempotency_key_same_request_or_409);
+	tcase_add_test(tc, host_header_checked_against_dns_rebinding);
 	suite_add_tcase(s, tc);
 	/* Its own case: make test-fallback runs every case named "fallback". */
 	tc = tcase_create("fallback");

@@ -549,6 +549,33 @@ START_TEST(error_bad_size)
 }
 END_TEST
 
+/* server.hosts: names the API answers to (DNS rebinding); anything else is refused. */
+START_TEST(server_hosts)
+{
+	static const char *const yes[] = {"127.0.0.1", "[::1]", "[fe80::1]", "localhost",
+					  "LocalHost", "10.1.2.3", "gpu-box.lan", "GPU-Box.LAN",
+					  "fnrun.example.com"};
+	static const char *const no[] = {"evil.example", "127.0.0.1.evil.example", "gpu-box",
+					 "", "[::1", "localhost.", "1.2.3", "box.lan.evil"};
+	struct err e = {0};
+	struct registry *r;
+
+	r = registry_load(write_reg(1, "server: {hosts: [gpu-box.lan, fnrun.example.com]}\n"), &e);
+	ck_assert_msg(r != NULL, "%s", e.msg);
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+		ck_assert_msg(registry_host_ok(r, yes[i], strlen(yes[i])), "%s refused", yes[i]);
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+		ck_assert_msg(!registry_host_ok(r, no[i], strlen(no[i])), "%s taken", no[i]);
+	registry_unref(r);
+	expect_error("server: {hosts: [gpu-box.lan:8180]}\n",
+		     "15:18: server.hosts[0]: must be a host name without a port");
+	expect_error("server: {hosts: []}\n",
+		     "15:17: server.hosts: must be a list of 1 to 32 host names");
+	expect_error("server: {hosts: gpu-box.lan}\n",
+		     "15:17: server.hosts: must be a list of 1 to 32 host names");
+}
+END_TEST
+
 START_TEST(error_missing_function)
 {
 	expect_error("  m2:\n    function: Make Video\n    quality: low\n"
@@ -1002,6 +1029,7 @@ Suite *suite_registry(void)
 	tcase_add_test(tc, error_bad_param);
 	tcase_add_test(tc, error_bad_duration);
 	tcase_add_test(tc, error_bad_size);
+	tcase_add_test(tc, server_hosts);
 	tcase_add_test(tc, error_missing_function);
 	tcase_add_test(tc, error_bad_quality);
 	tcase_add_test(tc, error_fallback_unknown);
