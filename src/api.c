@@ -61,6 +61,7 @@ static const struct http_route routes[] = {
 	{"GET", "/api/admin/models", api_admin_models, 0, 0},
 	{"POST", "/api/admin/models/", api_admin_model_action, HTTP_ROUTE_PREFIX, 0}, /* {id}/start|stop|drain */
 	{"GET", "/api/admin/jobs/", api_admin_job, HTTP_ROUTE_PREFIX, 0}, /* {id} */
+	{"GET", "/api/admin/registry", api_admin_registry, 0, 0},
 	{"GET", "/", static_web, HTTP_ROUTE_PREFIX, 0}, /* web/: the page; keep it last */
 };
 

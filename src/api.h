@@ -64,5 +64,6 @@ void api_admin_runners(struct http_req *req);
 void api_admin_models(struct http_req *req);
 void api_admin_model_action(struct http_req *req);
 void api_admin_job(struct http_req *req);
+void api_admin_registry(struct http_req *req);
 
 #endif

@@ -15,6 +15,7 @@
 #include "errors.h"
 #include "http.h"
 #include "json.h"
+#include "reload.h"
 #include "scheduler.h"
 
 static int authorized(struct http_req *req)
@@ -90,4 +91,11 @@ void api_admin_job(struct http_req *req)
 		return;
 	}
 	reply_owned(req, o);
+}
+
+/* GET /api/admin/registry: the registry file, its last load, and why a change was refused. */
+void api_admin_registry(struct http_req *req)
+{
+	if (authorized(req))
+		reply_owned(req, reload_status());
 }

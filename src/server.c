@@ -19,6 +19,7 @@
 #include "log.h"
 #include "outputs.h"
 #include "registry.h"
+#include "reload.h"
 #include "scheduler.h"
 #include "server.h"
 #include "store.h"
@@ -58,23 +59,8 @@ static void on_signal(uv_signal_t *s, int signum)
 	if (server.stopping)
 		return; /* a second signal while shutting down changes nothing */
 	log_info("shutting down signal=%d", signum);
-	uv_signal_stop(&server.sighup);
+	reload_stop();
 	sched_stop(on_runners_stopped);
-}
-
-/* SIGHUP: reload the registry; a bad file is logged and the old one kept. */
-static void on_reload(uv_signal_t *s, int signum)
-{
-	struct err e = {0};
-	struct registry *next = registry_load(server.cfg.config_path, &e);
-
-	if (next == NULL) {
-		log_error("registry reload failed, keeping the current one: %s", e.msg);
-		return;
-	}
-	sched_reload(next);
-	registry_unref(server.reg);
-	server.reg = next;
 }
 
 static int make_dirs(struct err *err)
@@ -161,8 +147,7 @@ int server_run(void)
 	uv_signal_init(server.loop, &server.sigint);
 	uv_signal_start(&server.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&server.sigint, on_signal, SIGINT);
-	uv_signal_init(server.loop, &server.sighup);
-	uv_signal_start(&server.sighup, on_reload, SIGHUP);
+	reload_start();
 	uv_run(server.loop, UV_RUN_DEFAULT);
 	sched_shutdown();
 	store_close(server.store);

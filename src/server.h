@@ -39,7 +39,7 @@ struct server {
 	struct store *store;      /* the job store; every state change is committed here */
 	struct http_server *http; /* the user and operator API */
 	struct httpc *httpc;      /* HTTP client to model servers */
-	uv_signal_t sigterm, sigint, sighup;
+	uv_signal_t sigterm, sigint;
 	int stopping;             /* shutdown in progress */
 	uint64_t started_ms;      /* monotonic */
 

@@ -39,10 +39,13 @@ void gw_write_workflow_size(struct gw *g, const char *name, const char *fail, in
 
 void gw_write_registry(struct gw *g, const char *text)
 {
-	char path[512];
+	char path[512], tmp[520];
 
+	/* As editors save: a new file renamed over the old, never read half written. */
 	snprintf(path, sizeof path, "%s/registry.yaml", g->dir);
-	ck_assert_int_eq(tu_write_file(path, text, strlen(text)), 0);
+	snprintf(tmp, sizeof tmp, "%s.new", path);
+	ck_assert_int_eq(tu_write_file(tmp, text, strlen(text)), 0);
+	ck_assert_int_eq(rename(tmp, path), 0);
 }
 
 void gw_start(struct gw *g)

@@ -290,6 +290,83 @@ START_TEST(reload_drains_changed_models_and_keeps_serving)
 }
 END_TEST
 
+/* GET /api/admin/registry until its field `key` is `want` (ms at most); returns it. */
+static struct json_object *wait_registry(const char *key, const char *want, int ms)
+{
+	for (int waited = 0;; waited += 20) {
+		int status;
+		struct json_object *o = gw_json(&g, "GET", "/api/admin/registry", NULL, &status);
+		const char *v = gw_str(o, key);
+
+		ck_assert_int_eq(status, 200);
+		if (v && strcmp(v, want) == 0)
+			return o;
+		ck_assert_msg(waited < ms, "registry %s is %s, not %s: %s", key, v ? v : "null",
+			      want, json_object_to_json_string(o));
+		json_object_put(o);
+		gw_sleep_ms(20);
+	}
+}
+
+/*
+ * Hot deploy: saving the registry file is enough (no SIGHUP). A valid edit
+ * applies while a job runs, which completes; an invalid one is refused with
+ * file:line:col in the admin API and the old registry keeps serving.
+ */
+START_TEST(saved_registry_applies_without_sighup)
+{
+	struct json_object *o;
+	char *slow, *b, *c, want[600];
+	const char *err;
+
+	registry("", "--step-ms, \"5\"", "", "--step-ms, \"150\"", "");
+	gw_start(&g);
+	o = wait_registry("status", "loaded", 1000);
+	ck_assert(json_object_get_boolean(json_object_object_get(o, "watched")));
+	json_object_put(o);
+	slow = gw_submit(&g, "standard", "running through the edit");
+	json_object_put(gw_wait_status(&g, slow, "running", 10000));
+	/* img_low's command changes and a third model comes: applied at once. */
+	registry("", "--step-ms, \"6\"", "", "--step-ms, \"150\"",
+		 "  img_new:\n    function: Create Image\n    quality: low\n    weight: 0\n"
+		 "    command: [\"{bindir}/fnrun-worker\", --model, sim, --port, \"{port}\"]\n"
+		 "    workflow: wf.json\n    bind: {prompt: \"1.inputs.text\"}\n");
+	o = wait_registry("reloads", "1", 5000);
+	json_object_put(o);
+	o = gw_json(&g, "GET", "/api/admin/models", NULL, NULL);
+	ck_assert_msg(strstr(json_object_to_json_string(o), "img_new"), "%s",
+		      json_object_to_json_string(o));
+	json_object_put(o);
+	/* A broken save: refused, said where, and the running registry stays. */
+	gw_write_registry(&g, "functions:\n  Create Image: {params: [\n");
+	o = wait_registry("status", "refused", 5000);
+	err = gw_str(o, "error");
+	snprintf(want, sizeof want, "%s/registry.yaml:", g.dir);
+	ck_assert_msg(err && strncmp(err, want, strlen(want)) == 0, "error: %s", err ? err : "");
+	ck_assert_msg(err && strspn(err + strlen(want), "0123456789:") >= 4, "no line:col in %s", err);
+	json_object_put(o);
+	b = gw_submit(&g, "low", "served by the registry that stayed");
+	o = gw_wait_status(&g, b, "completed,failed", 10000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	o = gw_wait_status(&g, slow, "completed,failed", 20000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed"); /* the edit dropped nothing */
+	json_object_put(o);
+	/* A good save again: loaded, the error gone. */
+	registry("", "--step-ms, \"5\"", "", "--step-ms, \"5\"", "");
+	o = wait_registry("status", "loaded", 5000);
+	ck_assert_ptr_null(gw_str(o, "error"));
+	json_object_put(o);
+	c = gw_submit(&g, "standard", "after");
+	o = gw_wait_status(&g, c, "completed,failed", 10000);
+	ck_assert_str_eq(gw_str(o, "status"), "completed");
+	json_object_put(o);
+	free(slow);
+	free(b);
+	free(c);
+}
+END_TEST
+
 /* The one file under dir/runs/<runner>/output, into out; 0 when found. */
 static int worker_output(char *out, size_t n)
 {
@@ -412,6 +489,7 @@ Suite *suite_lifecycle(void)
 	tcase_add_test(tc, operator_api_shows_and_controls_runners);
 	tcase_add_test(tc, sigterm_drains_running_jobs);
 	tcase_add_test(tc, reload_drains_changed_models_and_keeps_serving);
+	tcase_add_test(tc, saved_registry_applies_without_sighup);
 	tcase_add_test(tc, full_queue_answers_503_with_retry_after);
 	tcase_add_test(tc, many_reloads_while_jobs_run_never_wear_out);
 	tcase_add_test(tc, outputs_written_to_outdir_are_linked_not_copied);
