@@ -63,6 +63,8 @@ struct json_object *sched_admin_job(const char *id, struct err *err)
 	}
 	json_put(o, "model", j->model_id ? json_str(j->model_id) : NULL);
 	json_put(o, "runner", j->runner_id ? json_str(j->runner_id) : NULL);
+	json_put(o, "model_server_url", j->remote_url ? json_str(j->remote_url) : NULL);
+	json_put(o, "prompt_id", j->remote_prompt_id ? json_str(j->remote_prompt_id) : NULL);
 	json_put(o, "attempt", json_int(j->attempt));
 	json_put(o, "max_attempts", json_int(j->max_attempts));
 	json_put(o, "tried", parsed(j->tried_json));

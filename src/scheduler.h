@@ -114,6 +114,14 @@ struct json_object *sched_view(const char *id, struct err *err);
 struct job;
 struct json_object *sched_view_stored(const struct job *j);
 
+struct buf;
+/*
+ * The scheduler's gauges in the Prometheus text format (sched_metrics.c):
+ * queued jobs, runners by state, models resting, GPU memory. 0, or -1
+ * when b reached its limit.
+ */
+int sched_metrics(struct buf *b);
+
 /* Jobs waiting in queues. */
 size_t sched_queued(void);
 /* NULL when new jobs can be taken, else why not (for /ready). */
@@ -124,7 +132,8 @@ struct json_object *sched_admin_runners(void);
 struct json_object *sched_admin_models(void);
 /*
  * One job as operators see it (GET /api/admin/jobs/{id}): the user's view
- * plus the model that served its latest attempt, the runner, attempts, the
+ * plus the model that served its latest attempt, the runner, the model
+ * server's URL and prompt id (its /history entry), attempts, the
  * models tried, the technical cause of a failure, and each output's name on
  * the model server. NULL with err (ERR_NOT_FOUND) when there is no such job.
  */

@@ -629,6 +629,73 @@ START_TEST(host_header_checked_against_dns_rebinding)
 }
 END_TEST
 
+/* GETs a job's first output; its bytes (caller frees) and length. */
+static char *first_output(struct json_object *job, size_t *len)
+{
+	struct json_object *outs;
+	struct tu_resp r;
+	char *copy;
+
+	ck_assert(json_object_object_get_ex(job, "outputs", &outs));
+	ck_assert_int_eq(json_object_array_length(outs), 1);
+	ck_assert_int_eq(tu_http(gw_port, "GET", jstr(json_object_array_get_idx(outs, 0), "url"), NULL,
+				 NULL, 0, &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	copy = malloc(r.len);
+	memcpy(copy, r.body, r.len);
+	*len = r.len;
+	tu_resp_free(&r);
+	return copy;
+}
+
+/*
+ * The same request twice on one model server: ComfyUI (and fnrun-worker)
+ * runs nothing the second time, every node from its cache
+ * (execution_cached), and replays the output node's result. The job still
+ * completes with its own output, the same picture.
+ */
+START_TEST(fully_cached_prompt_completes_with_its_outputs)
+{
+	const char *body = "{\"function\": \"Create Image\", \"quality\": \"low\", \"params\": "
+			   "{\"prompt\": \"again\", \"seed\": 5}}";
+	struct json_object *a, *b, *o;
+	char ida[300], idb[300], *pa, *pb, path[600];
+	const char *url, *hist;
+	struct tu_resp r;
+	size_t la, lb;
+	int status;
+
+	write_registry("5", NULL, NULL);
+	start_gateway();
+	ck_assert_int_eq(post_generate(body, ida, sizeof ida), 202);
+	a = wait_status(ida, "completed,failed", 15000);
+	ck_assert_str_eq(jstr(a, "status"), "completed");
+	ck_assert_int_eq(post_generate(body, idb, sizeof idb), 202);
+	b = wait_status(idb, "completed,failed", 15000);
+	ck_assert_str_eq(jstr(b, "status"), "completed");
+	pa = first_output(a, &la);
+	pb = first_output(b, &lb);
+	ck_assert(la == lb && memcmp(pa, pb, la) == 0);
+	/* The model server ran nothing the second time: every node came from its cache. */
+	snprintf(path, sizeof path, "/api/admin/jobs/%s", idb);
+	o = http_json("GET", path, NULL, &status);
+	ck_assert_int_eq(status, 200);
+	url = jstr(o, "model_server_url");
+	ck_assert_ptr_nonnull(url);
+	snprintf(path, sizeof path, "/history/%s", jstr(o, "prompt_id"));
+	ck_assert_int_eq(tu_http(atoi(strrchr(url, ':') + 1), "GET", path, NULL, NULL, 0, &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	hist = strstr(r.body, "execution_cached");
+	ck_assert_msg(hist && strstr(hist, "\"1\", \"2\", \"3\""), "not all cached: %s", r.body);
+	tu_resp_free(&r);
+	json_object_put(o);
+	free(pa);
+	free(pb);
+	json_object_put(a);
+	json_object_put(b);
+}
+END_TEST
+
 START_TEST(catalog_and_check)
 {
 	struct json_object *o;
@@ -666,6 +733,7 @@ Suite *suite_gateway(void)
 	tcase_add_test(tc, catalog_and_check);
 	tcase_add_test(tc, idempotency_key_same_request_or_409);
 	tcase_add_test(tc, host_header_checked_against_dns_rebinding);
+	tcase_add_test(tc, fully_cached_prompt_completes_with_its_outputs);
 	suite_add_tcase(s, tc);
 	/* Its own case: make test-fallback runs every case named "fallback". */
 	tc = tcase_create("fallback");
