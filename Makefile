@@ -106,6 +106,7 @@ clean:
 #   make build-model MODEL=x     one image, localhost/fnrun/x (x: a directory of containers/)
 #   make model-shell MODEL=x     a shell in image x, as fnrun runs it (the host's busybox mounted)
 #   make up-with-speech          install, build, serve examples/registry-docker.yaml
+#   make up-with-video           the same; its Create Video runs in localhost/fnrun/video (ffmpeg)
 #   make push-model MODEL=x REGISTRY=host[:port]/path   push image x to an image registry
 IMAGES      := $(patsubst containers/%/Containerfile,%,$(wildcard containers/*/Containerfile))
 IMAGE_TAG   ?= latest
@@ -132,6 +133,11 @@ up-with-speech: deps
 	$(MAKE) images
 	DOCKER_HOST=$${DOCKER_HOST:-$(PODMAN_SOCK)} $(BIN)/fnrun serve --config examples/registry-docker.yaml
 
+# The same demo in containers; Create Video's models run in localhost/fnrun/video.
+up-with-video: deps
+	$(MAKE) images
+	DOCKER_HOST=$${DOCKER_HOST:-$(PODMAN_SOCK)} $(BIN)/fnrun serve --config examples/registry-docker.yaml
+
 push-model:
 	$(need_model)
 	@[ -n "$(REGISTRY)" ] || { echo "make push-model: name the image registry, REGISTRY=host[:port]/path" >&2; exit 2; }
@@ -141,7 +147,7 @@ push-model:
 # make bench also measures a sim container's cold start (bench/bench_docker.c).
 $(BUILD)/bench/bench: $(BUILD)/bench/bench_docker.o
 
-.PHONY: images build-model model-shell up-with-speech push-model
+.PHONY: images build-model model-shell up-with-speech up-with-video push-model
 
 # ---- the seed's targets, by its names ----
 #   make dev-lowmem | dev-mediummem | dev-highmem   the demo with a GPU budget of 8, 16, 24 GB

@@ -9,7 +9,7 @@
 
 #define DECAY 0.9 /* weight of the past at each new observation */
 
-static const char *const size_params[] = {"width", "height", "steps", "frames", "duration",
+static const char *const size_params[] = {"width", "height", "steps", "frames", "fps", "duration",
 					  "seconds", NULL};
 
 double estimate_cost(const struct reg_function *fn, const struct json_object *params)

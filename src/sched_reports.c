@@ -21,9 +21,11 @@
 #include "scheduler_internal.h"
 #include "server.h"
 #include "thumb.h"
+#include "thumb_video.h"
 #include "util.h"
 
 #define THUMB_SIDE 256
+#define POSTER_TIMEOUT_MS 20000 /* ffmpeg's budget for a video's poster */
 
 /* The job the report is about, or NULL (logged) when the report is stale. */
 static struct sjob *job_of(struct srunner *sr, uint64_t ticket, const char *what)
@@ -79,11 +81,16 @@ struct thumbs {
 	struct json_object *outputs; /* [{path, filename, kind, width?, height?}] */
 	char **src, **dst;           /* per output; NULL where none is made */
 	char **rel;                  /* the thumbnail's public name, per output */
+	char **why;                  /* why no poster was made, per video output; logged on the loop */
 	int *ok;                     /* enum above, per output */
+	int *video;                  /* 1: a video, whose thumbnail is a poster (ffmpeg) */
 	size_t n, work;              /* outputs, and those that need the thread pool */
 };
 
-/* On the thread pool: big images are scaled down; the rest were settled before. */
+/*
+ * On the thread pool: big images are scaled down, videos get a poster of
+ * their first frame; the rest were settled before.
+ */
 static void thumbs_work(uv_work_t *req)
 {
 	struct thumbs *t = req->data;
@@ -94,7 +101,12 @@ static void thumbs_work(uv_work_t *req)
 
 		if (t->src[i] == NULL || t->ok[i] != THUMB_NONE)
 			continue;
-		if (thumb_png_size(t->src[i], &w, &h, &e) == 0 && w <= THUMB_SIDE && h <= THUMB_SIDE)
+		if (t->video[i]) {
+			if (thumb_video_poster(t->src[i], t->dst[i], THUMB_SIDE, POSTER_TIMEOUT_MS, &e) == 0)
+				t->ok[i] = THUMB_MADE;
+			else
+				t->why[i] = xstrdup(e.msg);
+		} else if (thumb_png_size(t->src[i], &w, &h, &e) == 0 && w <= THUMB_SIDE && h <= THUMB_SIDE)
 			t->ok[i] = THUMB_SELF;
 		else if (thumb_png(t->src[i], t->dst[i], THUMB_SIDE, &e) == 0)
 			t->ok[i] = THUMB_MADE;
@@ -107,12 +119,15 @@ static void thumbs_free(struct thumbs *t)
 		free(t->src[i]);
 		free(t->dst[i]);
 		free(t->rel[i]);
+		free(t->why[i]);
 	}
 	json_object_put(t->outputs);
 	free(t->src);
 	free(t->dst);
 	free(t->rel);
+	free(t->why);
 	free(t->ok);
+	free(t->video);
 	free(t);
 }
 
@@ -128,6 +143,9 @@ static void thumbs_done(uv_work_t *req, int status)
 			json_put(o, "thumbnail", json_str(json_get_str(o, "path")));
 		else if (t->ok[i] == THUMB_MADE)
 			json_put(o, "thumbnail", json_str(t->rel[i]));
+		else if (t->why[i] != NULL)
+			log_warn("no poster for a video job=%s file=%s error=%s", sj->job->id,
+				 log_q(json_get_str(o, "filename")), log_q(t->why[i]));
 	}
 	free(sj->job->outputs_json);
 	sj->job->outputs_json = json_dumps(t->outputs);
@@ -138,20 +156,25 @@ static void thumbs_done(uv_work_t *req, int status)
 }
 
 /*
- * What output i needs: nothing (not a PNG), nothing more (a PNG that
- * already fits: its own thumbnail), or a scaled copy on the thread pool.
+ * What output i needs: nothing (neither a PNG nor a video), nothing more
+ * (a PNG that already fits: its own thumbnail), or a scaled copy or a
+ * video's poster, made on the thread pool.
  */
 static void thumb_plan(struct thumbs *t, size_t i, const char *root)
 {
 	struct json_object *o = json_object_array_get_idx(t->outputs, i);
 	const char *path = json_get_str(o, "path"), *fn = json_get_str(o, "filename");
+	const char *kind = json_get_str(o, "kind");
 	int64_t w = json_get_int(o, "width", 0), h = json_get_int(o, "height", 0);
 	char src[4096], dst[4096], name[600], job[128];
 	struct err e = {0};
 
-	if (!path || !fn || !util_ends_with(fn, ".png"))
+	if (!path || !fn)
 		return;
-	if (w > 0 && h > 0 && w <= THUMB_SIDE && h <= THUMB_SIDE) {
+	t->video[i] = kind != NULL && strcmp(kind, "video") == 0;
+	if (!t->video[i] && !util_ends_with(fn, ".png"))
+		return;
+	if (!t->video[i] && w > 0 && h > 0 && w <= THUMB_SIDE && h <= THUMB_SIDE) {
 		t->ok[i] = THUMB_SELF;
 		return;
 	}
@@ -166,7 +189,7 @@ static void thumb_plan(struct thumbs *t, size_t i, const char *root)
 	t->work++;
 }
 
-/* Thumbnails of the PNG outputs; the job completes after them. */
+/* Thumbnails of the PNG outputs and posters of the videos; the job completes after them. */
 static void complete_with_thumbs(struct sjob *sj, struct json_object *outputs)
 {
 	struct thumbs *t = xcalloc(1, sizeof *t);
@@ -179,7 +202,9 @@ static void complete_with_thumbs(struct sjob *sj, struct json_object *outputs)
 	t->src = xcalloc(n ? n : 1, sizeof *t->src);
 	t->dst = xcalloc(n ? n : 1, sizeof *t->dst);
 	t->rel = xcalloc(n ? n : 1, sizeof *t->rel);
+	t->why = xcalloc(n ? n : 1, sizeof *t->why);
 	t->ok = xcalloc(n ? n : 1, sizeof *t->ok);
+	t->video = xcalloc(n ? n : 1, sizeof *t->video);
 	for (size_t i = 0; i < n; i++)
 		thumb_plan(t, i, root);
 	t->req.data = t;

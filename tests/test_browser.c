@@ -6,7 +6,8 @@
  * "page": a real `fnrun serve` with a small sim registry serves web/, and
  * tests/browser/page.test.mjs drives it in Debian's headless Chromium
  * (playwright-core): submit, live progress, a thumbnail, a reload, and the
- * friendly out-of-memory card whose button resubmits one quality lower.
+ * friendly out-of-memory card whose button resubmits one quality lower, and
+ * a Create Video card whose <video> shows its poster and really plays.
  * Its screenshots go to $FNRUN_ARTIFACTS (default tests/browser/artifacts).
  */
 #include <check.h>
@@ -220,6 +221,16 @@ static const char page_registry[] =
 	"      low: {label: Fast Preview, typical_seconds: [1, 2]}\n"
 	"      standard: {label: Balanced, typical_seconds: [2, 5]}\n"
 	"    default_quality: low\n"
+	"  Create Video:\n"
+	"    description: Make a short video clip from a text description.\n"
+	"    output: video\n"
+	"    params:\n"
+	"      prompt: {type: string, required: true, max_length: 200, description: What the video shows}\n"
+	"      seconds: {type: int, default: 2, min: 1, max: 10}\n"
+	"      fps: {type: int, default: 12, min: 8, max: 30}\n"
+	"    messages: {running: Filming your video..., done: Your video is ready}\n"
+	"    qualities:\n"
+	"      low: {label: Fast Preview, typical_seconds: [1, 3]}\n"
 	"models:\n"
 	/* 10 steps of 150 ms: slow enough to be seen running. */
 	"  img_low:\n"
@@ -240,7 +251,28 @@ static const char page_registry[] =
 	"    workflow: wf-oom.json\n"
 	"    bind: {prompt: \"1.inputs.text\", width: \"2.inputs.width\", seed: \"2.inputs.seed\"}\n"
 	"    idle_timeout: 60s\n"
+	"    start_timeout: 20s\n"
+	/* 192x108 frames, 20 ms each, then CreateVideo and SaveVideo (ffmpeg). */
+	"  video_low:\n"
+	"    function: Create Video\n"
+	"    quality: low\n"
+	"    runtime: process\n"
+	"    command: [\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"20\", --port, \"{port}\"]\n"
+	"    workflow: wf-video.json\n"
+	"    bind: {prompt: \"1.inputs.text\", seconds: \"2.inputs.seconds\","
+	" fps: [\"2.inputs.fps\", \"3.inputs.fps\"]}\n"
+	"    idle_timeout: 60s\n"
 	"    start_timeout: 20s\n";
+
+/* dir/wf-video.json: examples/workflows/sim-video.json's layout, 192x108. */
+static const char video_workflow[] =
+	"{\"1\": {\"class_type\": \"SimTextEncode\", \"inputs\": {\"text\": \"x\"}},"
+	" \"2\": {\"class_type\": \"SimVideoSampler\", \"inputs\": {\"conditioning\": [\"1\", 0],"
+	" \"seed\": 3, \"seconds\": 2, \"fps\": 12, \"width\": 192, \"height\": 108,"
+	" \"step_ms\": -1, \"fail\": \"none\"}},"
+	" \"3\": {\"class_type\": \"CreateVideo\", \"inputs\": {\"images\": [\"2\", 0], \"fps\": 12}},"
+	" \"4\": {\"class_type\": \"SaveVideo\", \"inputs\": {\"video\": [\"3\", 0],"
+	" \"filename_prefix\": \"video\", \"format\": \"auto\", \"codec\": \"auto\"}}}";
 
 /* dir/wf-<fail>.json: sim-image.json's layout, 192x192, SimSampler's fail input set. */
 static void write_page_workflow(const char *fail)
@@ -290,7 +322,7 @@ static void print_log(const char *title, const char *path)
 
 START_TEST(page_in_chromium)
 {
-	char web[PATH_MAX], url[64], log[512], gwlog[512];
+	char web[PATH_MAX], url[64], log[512], gwlog[512], wf[512];
 	char *argv[] = {"/usr/bin/env", "node", PAGE_TEST, NULL};
 	int status, gw_status;
 	pid_t node;
@@ -298,8 +330,11 @@ START_TEST(page_in_chromium)
 	need("/usr/bin/chromium", "Debian chromium");
 	need("tests/browser/node_modules/playwright-core/package.json", "npm playwright-core");
 	ck_assert_ptr_nonnull(realpath("web", web));
+	need("/usr/bin/ffmpeg", "Debian ffmpeg");
 	write_page_workflow("none");
 	write_page_workflow("oom");
+	snprintf(wf, sizeof wf, "%s/wf-video.json", g.dir);
+	ck_assert_int_eq(tu_write_file(wf, video_workflow, strlen(video_workflow)), 0);
 	gw_write_registry(&g, page_registry);
 	/* The gateway serves web/ of this checkout, wherever its binary is. */
 	setenv("FNRUN_WEB", web, 1);

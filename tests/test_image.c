@@ -550,6 +550,47 @@ START_TEST(test_sim_deterministic)
 }
 END_TEST
 
+/* Frame i of an n-frame video, as a one-image batch; caller unrefs. */
+static struct image *video_frame(const char *text, uint64_t seed, int i, int n)
+{
+	struct image *batch = image_new(96, 64, n), *one = image_new(96, 64, 1);
+	size_t floats = (size_t)96 * 64 * 3;
+
+	ck_assert(batch != NULL && one != NULL);
+	image_sim_frame(batch, i, text, seed);
+	memcpy(one->px, batch->px + (size_t)i * floats, floats * sizeof(float));
+	image_unref(batch);
+	return one;
+}
+
+/* Video frames: deterministic, each one moved from the last, seed and text matter. */
+START_TEST(test_sim_video_frames_move)
+{
+	struct image *f[6], *again = video_frame("a fox", 5, 3, 6);
+	struct image *seed = video_frame("a fox", 6, 3, 6), *text = video_frame("a cat", 5, 3, 6);
+	struct image *batch = image_new(8, 8, 2);
+
+	for (int i = 0; i < 6; i++)
+		f[i] = video_frame("a fox", 5, i, 6);
+	ck_assert(same_pixels(f[3], again));
+	ck_assert(!same_pixels(f[3], seed));
+	ck_assert(!same_pixels(f[3], text));
+	for (int i = 1; i < 6; i++)
+		ck_assert_msg(!same_pixels(f[i - 1], f[i]), "frames %d and %d are the same", i - 1, i);
+	/* An index outside the batch draws nothing. */
+	image_sim_frame(batch, 2, "x", 1);
+	image_sim_frame(batch, -1, "x", 1);
+	for (size_t k = 0; k < (size_t)8 * 8 * 3 * 2; k++)
+		ck_assert(batch->px[k] == 0.0f);
+	for (int i = 0; i < 6; i++)
+		image_unref(f[i]);
+	image_unref(again);
+	image_unref(seed);
+	image_unref(text);
+	image_unref(batch);
+}
+END_TEST
+
 START_TEST(test_sim_structured)
 {
 	/* 8 seeds of a full-size render: a few seconds under ASan on a busy machine. */
@@ -639,14 +680,17 @@ START_TEST(test_class_tables)
 	static const char *const names[] = {"SimTextEncode", "SimSampler",   "EmptyImage",
 					    "ImageInvert",   "ImageBlur",    "ImageScale",
 					    "SaveImage",     "PreviewImage", "GetImageSize",
-					    "PreviewAny"};
-	static const char *const outputs[] = {"SaveImage", "PreviewImage", "PreviewAny"};
+					    "PreviewAny",    "SimVideoSampler", "CreateVideo",
+					    "SaveVideo"};
+	static const char *const outputs[] = {"SaveImage", "PreviewImage", "PreviewAny",
+					      "SaveVideo"};
+	const size_t n = sizeof names / sizeof names[0];
 
 	nodes_reset();
 	model_sim_register();
 	model_sim_register(); /* twice is harmless */
-	ck_assert_int_eq(nodes_count(), 10);
-	for (size_t i = 0; i < 10; i++) {
+	ck_assert_int_eq(nodes_count(), n);
+	for (size_t i = 0; i < n; i++) {
 		const struct node_class *c = nodes_find(names[i]);
 		int out_node = 0;
 
@@ -658,12 +702,14 @@ START_TEST(test_class_tables)
 			ck_assert(c->outputs[j] && (!c->output_names || c->output_names[j]));
 		for (size_t j = 0; j < c->ninputs; j++)
 			check_input(c, &c->inputs[j]);
-		for (size_t j = 0; j < 3; j++)
+		for (size_t j = 0; j < sizeof outputs / sizeof outputs[0]; j++)
 			out_node |= strcmp(outputs[j], c->name) == 0;
 		ck_assert_int_eq(c->output_node, out_node);
 		ck_assert(out_node || c->noutputs > 0);
 	}
 	ck_assert_ptr_nonnull(nodes_find("SimSampler")->cancel);
+	ck_assert_ptr_nonnull(nodes_find("SimVideoSampler")->cancel);
+	ck_assert_ptr_nonnull(nodes_find("SaveVideo")->cancel);
 	ck_assert_int_eq(nodes_find("GetImageSize")->noutputs, 3);
 	nodes_reset();
 }
@@ -746,6 +792,7 @@ Suite *suite_image(void)
 
 	tcase_set_timeout(sim, 30);
 	tcase_add_test(sim, test_sim_deterministic);
+	tcase_add_test(sim, test_sim_video_frames_move);
 	tcase_add_test(sim, test_sim_structured);
 	tcase_add_test(sim, test_sim_steps_refine);
 	tcase_add_test(sim, test_sim_odd_sizes);

@@ -1516,7 +1516,8 @@ START_TEST(system_stats_object_info_and_health)
 	static const char *const classes[] = {"EmptyImage", "ImageInvert", "ImageBlur",
 					      "ImageScale", "SaveImage", "PreviewImage",
 					      "GetImageSize", "PreviewAny", "SimTextEncode",
-					      "SimSampler"};
+					      "SimSampler", "SimVideoSampler", "CreateVideo",
+					      "SaveVideo"};
 	struct json_object *s, *tr, *devs, *d, *oi;
 	char *a, *b;
 
@@ -1545,7 +1546,7 @@ START_TEST(system_stats_object_info_and_health)
 	json_object_put(tr);
 
 	oi = cc_get_json(w.port, "/object_info");
-	ck_assert_int_eq(json_object_object_length(oi), 10);
+	ck_assert_int_eq(json_object_object_length(oi), sizeof classes / sizeof classes[0]);
 	for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
 		ck_assert_msg(json_get_obj(oi, classes[i]) != NULL, "/object_info has no %s",
 			      classes[i]);

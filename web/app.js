@@ -94,7 +94,11 @@
     setTimeout(() => { a.textContent = text; }, 50);
   }
 
+  /* Param names whose plain-language label is not just the name. */
+  const LABELS = { fps: 'Frames per second' };
+
   function humanize(name) {
+    if (LABELS[name]) return LABELS[name];
     const s = name.replace(/[_-]+/g, ' ').trim();
     return s.charAt(0).toUpperCase() + s.slice(1);
   }
@@ -548,8 +552,13 @@
         el('a', { href: url, download: o.filename || true, class: 'small', text: 'Download' }));
     }
     if (o.kind === 'video') {
+      /* The poster (the first frame, made by the server) shows before it plays. */
+      const attrs = { controls: true, preload: 'metadata', playsinline: true, src: url, 'aria-label': `Your video ${what}` };
+      const poster = safeUrl(o.thumbnail_url);
+      if (poster) attrs.poster = poster;
       return el('div', { class: 'output' },
-        el('video', { controls: true, preload: 'metadata', src: url, 'aria-label': `Your video ${what}` }));
+        el('video', attrs),
+        el('a', { href: url, download: o.filename || true, class: 'small', text: 'Download' }));
     }
     if (o.kind === 'image' || o.kind === undefined) {
       const thumb = safeUrl(o.thumbnail_url) || url;

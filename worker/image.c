@@ -19,10 +19,13 @@
  *
  * The sim model's picture (image_sim_render) is drawn here too: a sky
  * gradient, ground stripes and a few shapes, all placed by a hash of
- * (text, seed), blended towards per-pixel noise before the last step.
+ * (text, seed), blended towards per-pixel noise before the last step; and
+ * the sim video's frames (image_sim_frame), the same scene seen by a
+ * camera that pans along a wider panorama as the frame index grows.
  *
  * Invariants: px holds n*h*w*3 floats; refs > 0 while anyone holds it;
- * images are never written after they are returned, so sharing is safe.
+ * images are never written after they are returned, so sharing is safe
+ * (image_sim_frame fills a batch its caller still holds alone).
  */
 #include <math.h>
 #include <stdint.h>
@@ -553,8 +556,21 @@ static void sim_box(struct sim_shape *s, float x, float y, float bw, float bh, i
 	s->y1 = clamp_px(y + bh, h);
 }
 
+/*
+ * Where the camera looks. A still has the panorama as wide as the picture
+ * and every offset 0; a video frame spreads the shapes over a wider
+ * panorama and moves the camera along it, the sun slower (it is far away)
+ * and rising, the ground stripes scrolling towards the viewer.
+ */
+struct sim_cam {
+	float pw;             /* panorama width the shapes are spread over, pixels */
+	float pan;            /* camera offset into the panorama, pixels */
+	float sun_dx, sun_dy; /* the sun's own offset, pixels */
+	float t;              /* 0..1 along the video; scrolls the ground stripes */
+};
+
 /* Everything random about the picture, drawn from one stream. */
-static void sim_plan(struct sim_scene *sc, uint64_t state, int w, int h)
+static void sim_plan(struct sim_scene *sc, uint64_t state, int w, int h, const struct sim_cam *cam)
 {
 	float side = (float)(w < h ? w : h);
 	int towers;
@@ -565,8 +581,9 @@ static void sim_plan(struct sim_scene *sc, uint64_t state, int w, int h)
 	sc->horizon = (int)((float)h * sim_range(&state, 0.45f, 0.75f));
 	sc->stripe = 1 + (int)(h * sim_range(&state, 0.01f, 0.04f));
 	/* A sun in the sky, towers standing on the horizon, rocks in front. */
-	sim_disc(&sc->shapes[0], w * sim_range(&state, 0.1f, 0.9f),
-		 sc->horizon * sim_range(&state, 0.2f, 0.7f), side * sim_range(&state, 0.05f, 0.14f), w, h);
+	sim_disc(&sc->shapes[0], cam->pw * sim_range(&state, 0.1f, 0.9f) - cam->sun_dx,
+		 sc->horizon * sim_range(&state, 0.2f, 0.7f) - cam->sun_dy,
+		 side * sim_range(&state, 0.05f, 0.14f), w, h);
 	sim_color(&state, sc->shapes[0].rgb, 0.7f, 1.0f);
 	towers = 2 + (int)sim_range(&state, 0, 3);
 	sc->nshapes = 1;
@@ -574,30 +591,34 @@ static void sim_plan(struct sim_scene *sc, uint64_t state, int w, int h)
 		struct sim_shape *s = &sc->shapes[sc->nshapes++];
 		float bw = w * sim_range(&state, 0.03f, 0.14f), bh = h * sim_range(&state, 0.1f, 0.4f);
 
-		sim_box(s, w * sim_range(&state, 0, 0.95f), sc->horizon - bh, bw, bh, w, h);
+		sim_box(s, cam->pw * sim_range(&state, 0, 0.95f) - cam->pan, sc->horizon - bh, bw, bh, w, h);
 		sim_color(&state, s->rgb, 0.0f, 0.8f);
 	}
 	while (sc->nshapes < SIM_MAX_SHAPES - 1 && sim_range(&state, 0, 1) < 0.7f) {
 		struct sim_shape *s = &sc->shapes[sc->nshapes++];
 
-		sim_disc(s, w * sim_range(&state, 0, 1), sc->horizon + (h - sc->horizon) * sim_range(&state, 0.2f, 1),
+		sim_disc(s, cam->pw * sim_range(&state, 0, 1) - cam->pan,
+			 sc->horizon + (h - sc->horizon) * sim_range(&state, 0.2f, 1),
 			 side * sim_range(&state, 0.03f, 0.1f), w, h);
 		sim_color(&state, s->rgb, 0.2f, 0.9f);
 	}
 }
 
-static void sim_background(const struct sim_scene *sc, float *px, int w, int h)
+static void sim_background(const struct sim_scene *sc, float *px, int w, int h, float t)
 {
+	/* Six stripes pass over the whole video; a still (t = 0) does not move. */
+	int scroll = (int)(t * 6.0f * (float)sc->stripe);
+
 	for (int y = 0; y < h; y++) {
 		float rgb[3], *row = px + (size_t)y * (size_t)w * 3;
 
 		if (y < sc->horizon) {
-			float t = (float)y / (float)(sc->horizon > 1 ? sc->horizon - 1 : 1);
+			float f = (float)y / (float)(sc->horizon > 1 ? sc->horizon - 1 : 1);
 
 			for (int c = 0; c < 3; c++)
-				rgb[c] = sc->sky_top[c] + (sc->sky_low[c] - sc->sky_top[c]) * t;
+				rgb[c] = sc->sky_top[c] + (sc->sky_low[c] - sc->sky_top[c]) * f;
 		} else {
-			float shade = ((y - sc->horizon) / sc->stripe) % 2 ? 0.75f : 1.0f;
+			float shade = ((y - sc->horizon + scroll) / sc->stripe) % 2 ? 0.75f : 1.0f;
 
 			for (int c = 0; c < 3; c++)
 				rgb[c] = sc->ground[c] * shade;
@@ -648,23 +669,45 @@ static uint64_t sim_hash(const char *text, uint64_t seed)
 	return hsh ^ sim_next(&state);
 }
 
+/* The scene as cam sees it, drawn into px (w * h * 3 floats). */
+static void sim_draw(float *px, uint64_t base, int w, int h, const struct sim_cam *cam)
+{
+	struct sim_scene sc;
+
+	sim_plan(&sc, base, w, h, cam);
+	sim_background(&sc, px, w, h, cam->t);
+	for (int i = 0; i < sc.nshapes; i++)
+		sim_paint(&sc.shapes[i], px, w);
+}
+
 struct image *image_sim_render(const char *text, uint64_t seed, int w, int h, int step,
 			       int steps)
 {
 	struct image *img = image_new(w, h, 1);
-	struct sim_scene sc;
+	struct sim_cam still = {.pw = (float)w};
 	uint64_t base;
 
 	if (img == NULL)
 		return NULL;
 	base = sim_hash(text ? text : "", seed);
-	sim_plan(&sc, base, w, h);
-	sim_background(&sc, img->px, w, h);
-	for (int i = 0; i < sc.nshapes; i++)
-		sim_paint(&sc.shapes[i], img->px, w);
+	sim_draw(img->px, base, w, h, &still);
 	steps = steps < 1 ? 1 : steps;
 	step = clampi(step, 0, steps);
 	if (step < steps)
 		sim_noise(img->px, (size_t)w * (size_t)h, base, (float)step / (float)steps);
 	return img;
+}
+
+void image_sim_frame(struct image *batch, int index, const char *text, uint64_t seed)
+{
+	int w = batch->w, h = batch->h;
+	float t = batch->n > 1 ? (float)index / (float)(batch->n - 1) : 0.0f;
+	/* Half a picture of panning over the video, the sun at a fifth of the speed. */
+	struct sim_cam cam = {.pw = 1.5f * (float)w, .pan = 0.5f * (float)w * t,
+			      .sun_dx = 0.1f * (float)w * t, .sun_dy = 0.15f * (float)h * t, .t = t};
+
+	if (index < 0 || index >= batch->n)
+		return;
+	sim_draw(batch->px + (size_t)index * (size_t)w * (size_t)h * 3,
+		 sim_hash(text ? text : "", seed), w, h, &cam);
 }

@@ -41,6 +41,14 @@ struct image *image_scale(const struct image *img, int w, int h, const char *met
  */
 struct image *image_sim_render(const char *text, uint64_t seed, int w, int h, int step,
 			       int steps);
+/*
+ * Frame `index` of the sim video into batch entry index (batch->n frames,
+ * batch->w x batch->h): the still's scene (text, seed) seen by a camera
+ * that pans across a wider panorama from the first frame to the last, so
+ * successive frames move. Deterministic in (text, seed, w, h, index, n).
+ * The caller must hold batch alone (nobody else reads it yet).
+ */
+void image_sim_frame(struct image *batch, int index, const char *text, uint64_t seed);
 
 /*
  * Encodes batch entry `index` as PNG (8-bit RGB) with optional tEXt chunks

@@ -1,7 +1,9 @@
 /*
  * model_sim.c - the sim model's node classes (see model_sim.h).
  *
- * SimSampler's lifecycle, one struct sim_run per running node:
+ * SimSampler's lifecycle, one struct sim_run per running node (SimVideoSampler
+ * runs the same machine with one frame per step: each tick renders the next
+ * frame into the batch and sends progress frame/frames):
  *
  *   run() -- allocates, starts the timer --> SAMPLING
  *   SAMPLING -- on_tick, step < steps --> SAMPLING (progress sent)
@@ -29,7 +31,11 @@
 #include "model_sim.h"
 #include "node.h"
 #include "nodes_image.h"
+#include "nodes_video.h"
 #include "util.h"
+
+/* Most frames SimVideoSampler makes (10 minutes at 60 fps). */
+#define SIM_MAX_FRAMES 36000
 
 enum sim_fail { SIM_FAIL_NONE, SIM_FAIL_OOM, SIM_FAIL_ERROR, SIM_FAIL_CRASH, SIM_FAIL_HANG };
 
@@ -46,6 +52,8 @@ struct sim_run {
 	int step;             /* steps done */
 	int fail;             /* enum sim_fail */
 	uint64_t step_ms;     /* per step; 0: re-armed at once */
+	struct image *frames; /* SimVideoSampler: the batch being filled, one frame per
+				 step (owned until handed to the output); NULL for stills */
 };
 
 static const char oom_message[] =
@@ -92,6 +100,7 @@ static void on_close(uv_handle_t *h)
 {
 	struct sim_run *run = h->data;
 
+	image_unref(run->frames);
 	free(run->text);
 	free(run);
 }
@@ -114,10 +123,13 @@ static int sim_half(const struct sim_run *run)
 static void sim_finish(struct sim_run *run)
 {
 	struct node_ctx *ctx = run->ctx;
-	struct image *img =
-		image_sim_render(run->text, run->seed, run->width, run->height, run->steps, run->steps);
+	struct image *img = run->frames;
 	struct value v = {0};
 
+	run->frames = NULL;
+	if (img == NULL)
+		img = image_sim_render(run->text, run->seed, run->width, run->height, run->steps,
+				       run->steps);
 	sim_stop(run);
 	if (img == NULL) {
 		nodes_image_fail(ctx, "torch.OutOfMemoryError", oom_message, oom_frames, 2);
@@ -179,6 +191,8 @@ static void on_tick(uv_timer_t *t)
 		return;
 	}
 	run->step++;
+	if (run->frames != NULL)
+		image_sim_frame(run->frames, run->step - 1, run->text, run->seed);
 	node_ctx_progress(ctx, run->step, run->steps);
 	if (sim_misbehave(run))
 		return;
@@ -190,7 +204,8 @@ static void on_tick(uv_timer_t *t)
 		uv_timer_start(&run->timer, on_tick, 0, 0);
 }
 
-static void run_sampler(struct node_ctx *ctx)
+/* A run with what both samplers read; the caller sets steps (and frames). Caller owns it. */
+static struct sim_run *sim_run_new(struct node_ctx *ctx)
 {
 	const struct value *cond = node_ctx_input(ctx, "conditioning");
 	const struct value *seed = node_ctx_input(ctx, "seed");
@@ -202,16 +217,61 @@ static void run_sampler(struct node_ctx *ctx)
 	run->text = xstrdup(cond != NULL && cond->s != NULL ? cond->s : "");
 	/* Seeds above INT64_MAX travel as their two's-complement bits. */
 	run->seed = seed != NULL ? (uint64_t)seed->i : 0;
-	run->steps = (int)node_ctx_int(ctx, "steps", 20);
-	run->steps = run->steps < 1 ? 1 : run->steps;
 	run->width = (int)node_ctx_int(ctx, "width", 512);
 	run->height = (int)node_ctx_int(ctx, "height", 512);
 	run->fail = sim_fail_mode(ctx);
 	run->step_ms = step_ms >= 0 ? (uint64_t)step_ms : ws != NULL ? ws->step_ms : 0;
+	return run;
+}
+
+/* Starts the timer; from here sim_stop() is the only way out. Takes run. */
+static void sim_start(struct node_ctx *ctx, struct sim_run *run)
+{
 	uv_timer_init(node_ctx_loop(ctx), &run->timer);
 	run->timer.data = run;
 	node_ctx_set_state(ctx, run);
 	uv_timer_start(&run->timer, on_tick, run->step_ms, run->step_ms);
+}
+
+static void run_sampler(struct node_ctx *ctx)
+{
+	struct sim_run *run = sim_run_new(ctx);
+
+	run->steps = (int)node_ctx_int(ctx, "steps", 20);
+	run->steps = run->steps < 1 ? 1 : run->steps;
+	sim_start(ctx, run);
+}
+
+/* frames when given, else seconds x fps rounded, at least 1 and at most SIM_MAX_FRAMES. */
+static int video_frames(struct node_ctx *ctx)
+{
+	int64_t frames = node_ctx_int(ctx, "frames", 0);
+	double n = node_ctx_float(ctx, "seconds", 2.0) * node_ctx_float(ctx, "fps", 24.0);
+
+	if (frames <= 0)
+		frames = n >= SIM_MAX_FRAMES ? SIM_MAX_FRAMES : (int64_t)(n + 0.5);
+	return frames < 1 ? 1 : frames > SIM_MAX_FRAMES ? SIM_MAX_FRAMES : (int)frames;
+}
+
+/*
+ * SimVideoSampler: the batch is allocated at once, as a GPU model reserves
+ * its latents; one too large for memory fails as CUDA out of memory does.
+ */
+static void run_video_sampler(struct node_ctx *ctx)
+{
+	struct sim_run *run = sim_run_new(ctx);
+
+	run->steps = video_frames(ctx);
+	run->frames = image_new(run->width, run->height, run->steps);
+	if (run->frames == NULL) {
+		log_warn("sim: video batch too large node=%s frames=%d size=%dx%d",
+			 log_q(node_ctx_node_id(ctx)), run->steps, run->width, run->height);
+		free(run->text);
+		free(run);
+		nodes_image_fail(ctx, "torch.OutOfMemoryError", oom_message, oom_frames, 2);
+		return;
+	}
+	sim_start(ctx, run);
 }
 
 static void cancel_sampler(struct node_ctx *ctx)
@@ -262,6 +322,31 @@ static const struct node_input sampler_in[] = {
 		    "or a hang."},
 };
 
+static const struct node_input video_sampler_in[] = {
+	{.name = "conditioning", .type = "CONDITIONING", .required = 1},
+	{.name = "seed", .type = "INT", .required = 1, .def = "0", .has_min = 1, .has_max = 1,
+	 .min = 0, .max = 18446744073709551615.0, .control_after_generate = 1,
+	 .tooltip = "The random seed used for creating the video."},
+	{.name = "seconds", .type = "FLOAT", .required = 1, .def = "2.0", .has_min = 1,
+	 .has_max = 1, .min = 0.0, .max = 600.0, .step = 0.1,
+	 .tooltip = "Length of the video; frames = seconds x fps unless frames is set."},
+	{.name = "fps", .type = "FLOAT", .required = 1, .def = "24.0", .has_min = 1, .has_max = 1,
+	 .min = 1.0, .max = 120.0, .step = 1.0},
+	{.name = "width", .type = "INT", .required = 1, .def = "480", .has_min = 1,
+	 .has_max = 1, .min = 16, .max = 4096, .step = 8},
+	{.name = "height", .type = "INT", .required = 1, .def = "272", .has_min = 1,
+	 .has_max = 1, .min = 16, .max = 4096, .step = 8},
+	{.name = "step_ms", .type = "INT", .required = 1, .def = "-1", .has_min = 1,
+	 .has_max = 1, .min = -1, .max = 600000,
+	 .tooltip = "Milliseconds per frame; -1 uses the worker's --step-ms."},
+	{.name = "fail", .type = "COMBO", .required = 1, .def = "\"none\"",
+	 .options = sim_fail_names,
+	 .tooltip = "Fail like a real GPU worker: CUDA OOM, an error, a killed process "
+		    "or a hang."},
+	{.name = "frames", .type = "INT", .required = 0, .def = "0", .has_min = 1, .has_max = 1,
+	 .min = 0, .max = SIM_MAX_FRAMES, .tooltip = "Number of frames; 0 uses seconds x fps."},
+};
+
 static const char *const conditioning_out[] = {"CONDITIONING"};
 static const char *const image_out[] = {"IMAGE"};
 
@@ -277,6 +362,12 @@ static const struct node_class sim_classes[] = {
 	 .python_module = "custom_nodes.sim", .inputs = sampler_in,
 	 .ninputs = sizeof sampler_in / sizeof sampler_in[0], .outputs = image_out,
 	 .noutputs = 1, .run = run_sampler, .cancel = cancel_sampler},
+	{.name = "SimVideoSampler", .display_name = "Sim Video Sampler", .category = "sim",
+	 .description = "Draws a deterministic moving scene from the conditioning and seed, "
+			"one timed frame at a time, as an IMAGE batch.",
+	 .python_module = "custom_nodes.sim", .inputs = video_sampler_in,
+	 .ninputs = sizeof video_sampler_in / sizeof video_sampler_in[0], .outputs = image_out,
+	 .noutputs = 1, .run = run_video_sampler, .cancel = cancel_sampler},
 };
 
 void model_sim_register(void)
@@ -284,4 +375,5 @@ void model_sim_register(void)
 	for (size_t i = 0; i < sizeof sim_classes / sizeof sim_classes[0]; i++)
 		nodes_register(&sim_classes[i]);
 	nodes_image_register();
+	nodes_video_register();
 }

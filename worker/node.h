@@ -34,6 +34,7 @@ enum val_type {
 	VAL_BOOL,
 	VAL_IMAGE,  /* img: shared, reference-counted (image_ref/image_unref) */
 	VAL_OPAQUE, /* any other link type (CONDITIONING, LATENT, AUDIO, ...) as text in s */
+	VAL_VIDEO,  /* VIDEO: img the frames (as VAL_IMAGE), f the frames per second */
 };
 
 /* A value flowing into or out of a node. */
@@ -42,7 +43,7 @@ struct value {
 	int64_t i;         /* VAL_INT; VAL_BOOL as 0/1 */
 	double f;          /* VAL_FLOAT */
 	char *s;           /* VAL_STRING, VAL_OPAQUE: owned, NUL-terminated */
-	struct image *img; /* VAL_IMAGE: one reference owned by the value */
+	struct image *img; /* VAL_IMAGE, VAL_VIDEO: one reference owned by the value */
 };
 
 /* Frees what v owns and sets it to VAL_NONE. */

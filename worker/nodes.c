@@ -230,6 +230,9 @@ char *value_to_text(const struct value *v)
 			return xasprintf("tensor of shape [%d, %d, %d, 3]", v->img->n,
 					 v->img->h, v->img->w);
 		return xstrdup("None");
+	case VAL_VIDEO:
+		return xasprintf("VideoFromComponents(%d frames at %g fps)", v->img ? v->img->n : 0,
+				 v->f);
 	default:
 		return xstrdup("None");
 	}

@@ -239,7 +239,7 @@ static char *replace_all(const char *s, const char *from, const char *to)
  * folder_paths.get_save_image_path's compute_vars: %width%, %height%,
  * %year%, %month%, %day%, %hour%, %minute%, %second%. Caller frees.
  */
-static char *prefix_vars(const char *prefix, int w, int h)
+char *nodes_image_prefix_vars(const char *prefix, int w, int h)
 {
 	time_t now = time(NULL);
 	struct tm tm;
@@ -416,7 +416,7 @@ static void save_images(struct node_ctx *ctx, const char *prefix, int temp)
 
 	if (missing_image(ctx, img))
 		return;
-	name = prefix_vars(prefix, img->w, img->h);
+	name = nodes_image_prefix_vars(prefix, img->w, img->h);
 	values[0] = prompt != NULL ? json_dumps(prompt) : NULL;
 	list = json_object_new_array();
 	for (int i = 0; i < img->n; i++) {

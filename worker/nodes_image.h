@@ -34,4 +34,11 @@ struct nodes_frame {
 void nodes_image_fail(struct node_ctx *ctx, const char *exc_type, const char *message,
 		      const struct nodes_frame *frames, size_t nframes);
 
+/*
+ * folder_paths.get_save_image_path's compute_vars on a filename prefix:
+ * %width%, %height% (of the image), %year%, %month%, %day%, %hour%,
+ * %minute%, %second%. Caller frees the result.
+ */
+char *nodes_image_prefix_vars(const char *prefix, int w, int h);
+
 #endif

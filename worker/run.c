@@ -472,10 +472,12 @@ static struct json_object *inputs_snapshot(struct node_ctx *ctx)
 	const struct node_class *c = ctx->node->cls;
 
 	for (size_t i = 0; i < c->ninputs; i++) {
-		struct json_object *l = json_object_new_array();
 		const struct value *v = &ctx->in[i];
+		struct json_object *l;
+
 		if (v->type == VAL_NONE)
-			continue;
+			continue; /* an optional input left out */
+		l = json_object_new_array();
 		if (v->type == VAL_INT)
 			json_object_array_add(l, json_int(v->i));
 		else if (v->type == VAL_FLOAT)

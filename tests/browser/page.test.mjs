@@ -4,7 +4,8 @@
 //
 // The gateway at FNRUN_URL must serve the page at / and have "Create Image"
 // with the qualities "Fast Preview" (completes) and "Balanced" (its model
-// fails with a CUDA out-of-memory error); tests/test_browser.c starts one.
+// fails with a CUDA out-of-memory error), and "Create Video" with "Fast
+// Preview" (an MP4 with a poster); tests/test_browser.c starts one.
 // Screenshots go to $FNRUN_ARTIFACTS (default tests/browser/artifacts).
 // Exits 0 when every step passed, else 1 naming the step that failed.
 import { chromium } from 'playwright-core';
@@ -110,9 +111,9 @@ async function selectQuality(page, label) {
   await page.selectOption('#quality', value);
 }
 
-async function submit(page, quality, prompt) {
+async function submit(page, quality, prompt, fn = 'Create Image') {
   const before = await page.locator('#jobs > li').count();
-  await page.selectOption('#function', { label: 'Create Image' });
+  await page.selectOption('#function', { label: fn });
   await selectQuality(page, quality);
   await page.getByLabel('Prompt').fill(prompt);
   await page.getByRole('button', { name: 'Create' }).click();
@@ -261,6 +262,44 @@ async function run(page, context) {
     await waitCard(page, again, 'completed', JOB_MS);
     await waitThumbLoaded(page, again);
     await shot(page, '06-lower-quality-done.png');
+  });
+
+  await step('Create Video: the card plays its video, with the poster first', async () => {
+    const vid = await submit(page, 'Fast Preview', 'a fox in the snow', 'Create Video');
+    check(vid, 'the video card has no job id');
+    await waitCard(page, vid, 'completed', JOB_MS);
+    const video = page.locator(`#jobs > li[data-job-id="${vid}"] .result video`);
+    await video.waitFor({ state: 'visible', timeout: 5000 });
+    const poster = await video.getAttribute('poster');
+    check(poster && poster.startsWith('/api/outputs/') && poster.endsWith('.png'), `the poster is ${poster}`);
+    const src = await video.getAttribute('src');
+    check(src && src.startsWith('/api/outputs/') && src.endsWith('.mp4'), `the video is ${src}`);
+    const posterOk = await page.evaluate(async (u) => {
+      const img = new Image();
+      img.src = u;
+      try { await img.decode(); } catch (e) { return false; }
+      return img.naturalWidth > 0;
+    }, poster);
+    check(posterOk, 'the poster does not load as an image');
+    await shot(page, '07-video-poster.png');
+    // Muted playback is allowed without a gesture; it must really play.
+    const played = await video.evaluate(async (v) => {
+      v.muted = true;
+      const t0 = v.currentTime;
+      try { await v.play(); } catch (e) { return { err: `play(): ${e.message}` }; }
+      const deadline = Date.now() + 10000;
+      while (Date.now() < deadline && !(v.readyState >= 2 && v.currentTime > t0 + 0.2) && !v.error)
+        await new Promise((r) => setTimeout(r, 50));
+      v.pause();
+      return { readyState: v.readyState, currentTime: v.currentTime, t0,
+        err: v.error ? `MediaError ${v.error.code}: ${v.error.message}` : null,
+        width: v.videoWidth, height: v.videoHeight };
+    });
+    check(!played.err, played.err);
+    check(played.readyState >= 2, `readyState is ${played.readyState}`);
+    check(played.currentTime > played.t0, `currentTime did not advance (${played.currentTime})`);
+    check(played.width === 192 && played.height === 108, `the video is ${played.width}x${played.height}`);
+    await shot(page, '08-video-played.png');
   });
 
   await step('one event stream at a time, none once nothing is live', async () => {
