@@ -1,6 +1,6 @@
 # Function Runner: one Makefile, no configure (STYLE.md §12).
 #   make          bin/fnrun and bin/fnrun-worker
-#   make check    every test, built with ASan+UBSan
+#   make check    every test, built with ASan+UBSan, then each fuzz corpus replayed
 #   make run      install what is missing, build, serve the demo
 #   make bench    the figures of DESIGN.md §7
 CC      ?= cc
@@ -77,6 +77,7 @@ check: deps
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(SANDIR)/tests/run $(TESTS)
+	$(if $(TESTS),,$(MAKE) fuzz-replay)
 
 run: deps
 	$(MAKE) all
@@ -184,3 +185,68 @@ test-gpu:
 	$(MAKE) deps && scripts/gpu-bundle && build/gpu-bundle/gpu-check build/gpu-bundle
 
 .PHONY: dev-lowmem dev-mediummem dev-highmem test-containers test-fallback test-gpu load
+
+# ---- fuzzing: libFuzzer targets in fuzz/, built with clang (README "Fuzzing") ----
+#   make fuzz          builds every target into $(FUZZDIR)/bin and fuzzes each for
+#                      FUZZ_SECONDS (FUZZ_TARGETS="a b" for some): new inputs go to
+#                      $(FUZZDIR)/corpus/<t>, crashes to $(FUZZDIR)/crashes/
+#   make fuzz-replay   runs each target once over every file of fuzz/corpus/<t> and
+#                      fuzz/regressions/<t>, no mutation; make check runs it
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZDIR      := $(if $(O),$(O)/fuzz,build/fuzz)
+FUZZ_TARGETS ?= $(patsubst fuzz/%.c,%,$(filter-out fuzz/fuzz_util.c,$(wildcard fuzz/*.c)))
+# clang (not gcc) warns about the {NULL} ends of the registry's key tables.
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined -Wno-missing-field-initializers
+# Largest input per target, bytes: a little over the limits each harness sets.
+FUZZ_MAXLEN_http_request  := 8192
+FUZZ_MAXLEN_generate      := 4096
+FUZZ_MAXLEN_registry      := 16384
+FUZZ_MAXLEN_comfy_ws      := 8192
+FUZZ_MAXLEN_comfy_history := 8192
+FUZZ_MAXLEN_worker_prompt := 8192
+
+$(FUZZDIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -Isrc -Iworker -Ifuzz $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+		-c $< -o $@
+
+$(FUZZDIR)/libfnrun.a: $(LIB_SRC:%.c=$(FUZZDIR)/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZDIR)/libworker.a: $(WORKER_SRC:%.c=$(FUZZDIR)/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZDIR)/bin/%: $(FUZZDIR)/fuzz/%.o $(FUZZDIR)/fuzz/fuzz_util.o $(FUZZDIR)/libworker.a \
+		$(FUZZDIR)/libfnrun.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+.SECONDARY: $(FUZZ_TARGETS:%=$(FUZZDIR)/fuzz/%.o) $(FUZZDIR)/fuzz/fuzz_util.o
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZDIR)/bin/%)
+
+fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
+
+fuzz-replay: $(FUZZ_TARGETS:%=fuzz-replay-%)
+
+# stdin is /dev/null: the registry target opens the files its inputs name.
+fuzz-run-%: $(FUZZDIR)/bin/%
+	@mkdir -p $(FUZZDIR)/corpus/$* $(FUZZDIR)/crashes
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=$(or $(FUZZ_MAXLEN_$*),4096) -timeout=10 \
+		-rss_limit_mb=2048 -print_final_stats=1 $(if $(wildcard fuzz/$*.dict),-dict=fuzz/$*.dict) \
+		-artifact_prefix=$(FUZZDIR)/crashes/$*- \
+		$(FUZZDIR)/corpus/$* fuzz/corpus/$* $(wildcard fuzz/regressions/$*) </dev/null
+
+# Each file once, given as arguments: no mutation (with none libFuzzer would
+# fuzz, so none is an error). A crash, leak or UBSan report fails; its log shows.
+fuzz_inputs = $(sort $(wildcard fuzz/corpus/$*/* fuzz/regressions/$*/*))
+fuzz-replay-%: $(FUZZDIR)/bin/%
+	@echo "fuzz-replay $*: $(words $(fuzz_inputs)) inputs"
+	@$(if $(fuzz_inputs),true,echo "fuzz-replay: fuzz/corpus/$* is empty" >&2; exit 1)
+	@$< $(fuzz_inputs) </dev/null >$(FUZZDIR)/replay-$*.log 2>&1 || \
+		{ tail -n 60 $(FUZZDIR)/replay-$*.log; exit 1; }
+
+.PHONY: fuzz fuzz-build fuzz-replay
+-include $(shell find $(FUZZDIR) -name '*.d' 2>/dev/null)

@@ -247,37 +247,48 @@ static int uninteresting(const char *msg, size_t len, char *pid, size_t n)
 	return 0;
 }
 
+int comfy_ws_decode(const char *msg, size_t len, char *pid, size_t n, struct comfy_event *ev,
+		    struct json_object **doc)
+{
+	struct json_object *o = NULL, *data;
+	struct err e = {0};
+	const char *type;
+
+	memset(ev, 0, sizeof *ev);
+	*doc = NULL;
+	if (uninteresting(msg, len, pid, n)) {
+		ev->prompt_id = pid; /* COMFY_EV_OTHER: the prompt goes on */
+		return pid[0] != '\0';
+	}
+	if (json_parse(msg, len, 64, &o, &e) < 0)
+		return 0;
+	type = json_get_str(o, "type");
+	data = json_get_obj(o, "data");
+	if (!type || !data || !json_object_is_type(json_get(data, "prompt_id"), json_type_string)) {
+		json_object_put(o);
+		return 0;
+	}
+	ev->type = event_type(type, data);
+	ev->prompt_id = json_get_str(data, "prompt_id");
+	ev->value = json_object_get_double(json_get(data, "value"));
+	ev->max = json_object_get_double(json_get(data, "max"));
+	ev->output = json_get_obj(data, "output");
+	ev->exc_type = json_get_str(data, "exception_type");
+	ev->exc_msg = json_get_str(data, "exception_message");
+	*doc = o;
+	return 1;
+}
+
 static void on_ws_text(struct wsc *w, const char *msg, size_t len, void *ud)
 {
 	struct comfy_ws *s = ud;
-	struct json_object *o = NULL, *data;
-	struct err e = {0};
-	struct comfy_event ev = {0};
-	const char *type;
+	struct json_object *doc;
+	struct comfy_event ev;
 	char pid[160];
 
-	if (uninteresting(msg, len, pid, sizeof pid)) {
-		ev.prompt_id = pid;
-		if (pid[0] && s->cb.on_event)
-			s->cb.on_event(s->ud, &ev); /* COMFY_EV_OTHER: the prompt goes on */
-		return;
-	}
-	if (json_parse(msg, len, 64, &o, &e) < 0)
-		return;
-	type = json_get_str(o, "type");
-	data = json_get_obj(o, "data");
-	if (type && data && json_object_is_type(json_get(data, "prompt_id"), json_type_string)) {
-		ev.type = event_type(type, data);
-		ev.prompt_id = json_get_str(data, "prompt_id");
-		ev.value = json_object_get_double(json_get(data, "value"));
-		ev.max = json_object_get_double(json_get(data, "max"));
-		ev.output = json_get_obj(data, "output");
-		ev.exc_type = json_get_str(data, "exception_type");
-		ev.exc_msg = json_get_str(data, "exception_message");
-		if (s->cb.on_event)
-			s->cb.on_event(s->ud, &ev);
-	}
-	json_object_put(o);
+	if (comfy_ws_decode(msg, len, pid, sizeof pid, &ev, &doc) && s->cb.on_event)
+		s->cb.on_event(s->ud, &ev);
+	json_object_put(doc);
 }
 
 static void on_ws_close(struct wsc *w, const struct err *why, void *ud)

@@ -93,6 +93,19 @@ struct comfy_event {
  */
 void comfy_outputs_add(struct json_object *items, struct json_object *ui);
 
+/*
+ * The pure step of the /ws session: decodes one text message (msg, len
+ * bytes) as the session does before calling on_event. Returns 1 with *ev
+ * filled when the message concerns a prompt, 0 when it is to be ignored
+ * (not JSON, no data, no string prompt_id, ...). ev's strings and output
+ * are borrowed from *doc, or from pid (n bytes of the caller's) for a
+ * frame recognised without parsing. *doc is the parsed message or NULL;
+ * the caller puts it (json_object_put) once done with ev, whatever the
+ * return value.
+ */
+int comfy_ws_decode(const char *msg, size_t len, char *pid, size_t n, struct comfy_event *ev,
+		    struct json_object **doc);
+
 struct comfy_ws_cbs {
 	void (*on_open)(void *ud);
 	/* Only frames whose data carries a string prompt_id. */
@@ -129,6 +142,19 @@ enum comfy_result {
 typedef void (*comfy_result_fn)(void *ud, uint64_t tag, int result, struct json_object *outputs,
 				const char *exc_type, const char *msg);
 
+/*
+ * The pure step of reading GET /history/{prompt_id}: body (len bytes) of
+ * a 200 answer. Returns COMFY_OK with *items, the saved outputs as
+ * comfy_outputs_add() lists them (caller owns); COMFY_ERROR with the
+ * execution_error's *exc_type (may be NULL) and *msg; COMFY_INTERRUPTED,
+ * COMFY_MISSING (no entry for prompt_id), or COMFY_UNREACHABLE when body
+ * is not JSON. *msg is then never NULL. Strings are borrowed from *doc,
+ * the parsed body (NULL when not JSON), or static; the caller puts *doc
+ * (json_object_put) once done with them.
+ */
+int comfy_history_read(const char *body, size_t len, const char *prompt_id,
+		       struct json_object **doc, struct json_object **items, const char **exc_type,
+		       const char **msg);
 /*
  * Reads /history/{prompt_id} from base_url and, on success, copies each
  * output (type "output") through /view to out_root/job_id/, named by

@@ -293,8 +293,18 @@ static void history_error(struct json_object *status, const char **type, const c
 
 	for (size_t i = 0; msgs && i < json_object_array_length(msgs); i++) {
 		struct json_object *m = json_object_array_get_idx(msgs, i);
-		const char *t = json_object_get_string(json_object_array_get_idx(m, 0));
-		struct json_object *d = json_object_array_get_idx(m, 1);
+		const char *t;
+		struct json_object *d;
+
+		/*
+		 * A message is [type, data]; json-c asserts (aborts the gateway)
+		 * on an index into anything else, and this is the model server's
+		 * text (fuzz/comfy_history).
+		 */
+		if (!json_object_is_type(m, json_type_array))
+			continue;
+		t = json_object_get_string(json_object_array_get_idx(m, 0));
+		d = json_object_array_get_idx(m, 1);
 		if (t && strcmp(t, "execution_error") == 0) {
 			*type = json_get_str(d, "exception_type");
 			*msg = json_get_str(d, "exception_message");
@@ -304,36 +314,67 @@ static void history_error(struct json_object *status, const char **type, const c
 	}
 }
 
-static void on_history(const struct httpc_resp *resp, void *ud)
+int comfy_history_read(const char *body, size_t len, const char *prompt_id,
+		       struct json_object **doc, struct json_object **items, const char **exc_type,
+		       const char **msg)
 {
-	struct comfy_fetch *f = ud;
-	struct json_object *o = NULL, *entry, *status;
+	struct json_object *entry, *status;
 	struct err e = {0};
-	const char *type = NULL, *msg = NULL, *st;
+	const char *st;
 	int interrupted = 0;
 
-	f->call = NULL;
-	if (resp->status != 200 || json_parse(resp->body, resp->len, 128, &o, &e) < 0) {
-		fetch_end(f, COMFY_UNREACHABLE, NULL,
-			  resp->status ? "cannot read /history" : resp->err.msg);
-		json_object_put(o);
-		return;
+	*doc = NULL;
+	*items = NULL;
+	*exc_type = NULL;
+	*msg = NULL;
+	if (json_parse(body, len, 128, doc, &e) < 0) {
+		json_object_put(*doc);
+		*doc = NULL;
+		*msg = "cannot read /history";
+		return COMFY_UNREACHABLE;
 	}
-	entry = json_get_obj(o, f->prompt_id);
+	entry = json_get_obj(*doc, prompt_id);
 	status = json_get_obj(entry, "status");
 	st = json_get_str(status, "status_str");
 	if (entry == NULL) {
-		fetch_end(f, COMFY_MISSING, NULL, "no such prompt in the model server's history");
-	} else if (st && strcmp(st, "success") == 0) {
-		f->items = collect_outputs(json_get_obj(entry, "outputs"));
+		*msg = "no such prompt in the model server's history";
+		return COMFY_MISSING;
+	}
+	if (st && strcmp(st, "success") == 0) {
+		*items = collect_outputs(json_get_obj(entry, "outputs"));
+		return COMFY_OK;
+	}
+	history_error(status, exc_type, msg, &interrupted);
+	if (interrupted) {
+		*exc_type = NULL;
+		*msg = "interrupted";
+		return COMFY_INTERRUPTED;
+	}
+	if (*msg == NULL)
+		*msg = "unknown error";
+	return COMFY_ERROR;
+}
+
+static void on_history(const struct httpc_resp *resp, void *ud)
+{
+	struct comfy_fetch *f = ud;
+	struct json_object *o = NULL;
+	const char *type, *msg;
+	int result;
+
+	f->call = NULL;
+	if (resp->status != 200) {
+		fetch_end(f, COMFY_UNREACHABLE, NULL,
+			  resp->status ? "cannot read /history" : resp->err.msg);
+		return;
+	}
+	result = comfy_history_read(resp->body, resp->len, f->prompt_id, &o, &f->items, &type,
+				    &msg);
+	if (result == COMFY_OK) {
 		f->outputs = json_object_new_array();
 		download_all(f);
 	} else {
-		history_error(status, &type, &msg, &interrupted);
-		if (interrupted)
-			fetch_end(f, COMFY_INTERRUPTED, NULL, "interrupted");
-		else
-			fetch_end(f, COMFY_ERROR, type, msg ? msg : "unknown error");
+		fetch_end(f, result, type, msg);
 	}
 	json_object_put(o);
 }

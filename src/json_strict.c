@@ -97,6 +97,13 @@ static int bad_text(struct walk *w, const char *what)
 	return -1;
 }
 
+static int malformed(struct walk *w, const char *what)
+{
+	err_set(w->err, ERR_INVALID, "malformed JSON: %s%s%s", w->path[0] ? w->path : "",
+		w->path[0] ? ": " : "", what);
+	return -1;
+}
+
 /*
  * Reads the string at w->p (at its opening quote), leaving w->p after it.
  * With out, the decoded bytes are stored there (malloc'd) with their length.
@@ -109,11 +116,13 @@ static int string(struct walk *w, char **out, size_t *outlen)
 
 	if (out) {
 		const unsigned char *q = p;
-		while (*q != '"')
+		while (q < w->end && *q != '"')
 			q += *q == '\\' ? 2 : 1;
+		if (q >= w->end)
+			return malformed(w, "a string has no end"); /* never past the text */
 		d = xmalloc((size_t)(q - p) + 1); /* decoding never grows the text */
 	}
-	while (*p != '"') {
+	while (p < w->end && *p != '"') {
 		char tmp[4];
 		size_t k;
 
@@ -163,6 +172,10 @@ static int string(struct walk *w, char **out, size_t *outlen)
 			memcpy(d + n, tmp, k);
 			n += k;
 		}
+	}
+	if (p >= w->end) {
+		free(d);
+		return malformed(w, "a string has no end");
 	}
 	w->p = p + 1;
 	if (out) {
@@ -233,6 +246,15 @@ static int object(struct walk *w)
 		char *key;
 		size_t keylen, at;
 
+		/*
+		 * json-c's strict mode still takes a key in single quotes,
+		 * {'a': 1}, which JSON (and Python) refuse; read as a string,
+		 * it sent this walk past the end of the text (fuzz/generate).
+		 */
+		if (*w->p != '"') {
+			rc = malformed(w, "a key must be a string in double quotes");
+			break;
+		}
 		if ((rc = string(w, &key, &keylen)) < 0)
 			break;
 		if (k.n == k.cap) {

@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "buf.h"
 #include "registry.h"
 #include "registry_internal.h"
 #include "util.h"
@@ -473,7 +474,8 @@ void registry__parse_map(struct pctx *c, yaml_node_t *n, const struct key_spec *
 
 static void parse_value(struct pctx *c, yaml_node_t *v, const struct key_spec *k, void *obj)
 {
-	char *field = (char *)obj + k->off;
+	/* The top level's keys have no object (KEY_LATER): NULL + 0 is undefined in C. */
+	char *field = obj ? (char *)obj + k->off : NULL;
 
 	switch (k->type) {
 	case KEY_STR: registry__read_str(c, v, (char **)field); break;
@@ -488,26 +490,39 @@ static void parse_value(struct pctx *c, yaml_node_t *v, const struct key_spec *k
 	}
 }
 
-/* Reads a whole file of at most max bytes; NULL with errno set. Caller frees. */
+/*
+ * Reads a whole file of at most max bytes; NULL with errno set. Caller frees.
+ * The buffer grows with what is read, up to max: allocating max (16 MiB for
+ * a workflow) up front for every file made each load slow under ASan.
+ */
 char *registry__read_file(const char *path, size_t max, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
-	char *data;
+	struct buf b;
+	char chunk[16384];
 	size_t n;
-	int e;
+	int e = 0;
 
 	if (f == NULL)
 		return NULL;
-	data = xmalloc(max + 1);
-	n = fread(data, 1, max + 1, f);
-	e = ferror(f) ? errno : n > max ? EFBIG : 0;
+	buf_init(&b, max);
+	for (;;) {
+		n = fread(chunk, 1, sizeof chunk, f);
+		if (n == 0)
+			break;
+		if (buf_append(&b, chunk, n) < 0) {
+			e = EFBIG;
+			break;
+		}
+	}
+	if (e == 0 && ferror(f))
+		e = errno;
 	fclose(f);
 	if (e != 0) {
-		free(data);
+		buf_cleanup(&b);
 		errno = e;
 		return NULL;
 	}
-	data[n] = '\0';
-	*len = n;
-	return data;
+	*len = b.len;
+	return buf_steal(&b);
 }

@@ -422,7 +422,9 @@ static void on_inspected(const struct httpc_resp *resp, void *ud)
 	}
 	snprintf(key, sizeof key, "%d/tcp", DOCKER_PORT);
 	ports = json_get_obj(json_get_obj(o, "NetworkSettings"), "Ports");
-	b = json_object_array_get_idx(json_get_arr(ports, key), 0);
+	b = json_get_arr(ports, key);
+	/* No binding (a container that already exited): json-c asserts on an index into NULL. */
+	b = b ? json_object_array_get_idx(b, 0) : NULL;
 	hp = json_get_str(b, "HostPort");
 	state = json_get_obj(o, "State");
 	if (!json_get_bool(state, "Running", 0) || hp == NULL || atoi(hp) <= 0) {

@@ -128,11 +128,17 @@ static const struct wslay_event_callbacks ws_wslay_callbacks = {
 
 static void unpend(struct ws_conn *ws)
 {
-	for (struct ws_conn **pp = &wf.pending; ws->pending && *pp; pp = &(*pp)->pnext)
+	/*
+	 * Stop at ws: once it is unlinked *pp may be NULL, and stepping on to
+	 * &(*pp)->pnext would be undefined (UBSan, found by fuzz/http_request).
+	 */
+	for (struct ws_conn **pp = &wf.pending; ws->pending && *pp; pp = &(*pp)->pnext) {
 		if (*pp == ws) {
 			*pp = ws->pnext;
 			ws->pending = 0;
+			break;
 		}
+	}
 }
 
 static void ws_free(struct ws_conn *ws)

@@ -308,6 +308,10 @@ START_TEST(generate_body_shape)
 	expect_refused("null", "the request body must be a JSON object");
 	expect_refused("{\"function\": ", "malformed JSON");
 	expect_refused("{} {}", "malformed JSON");
+	/* json-c takes a key in single quotes; the strict walk refuses it (fuzz/generate). */
+	expect_refused("{'function': \"Create Image\"}",
+		       "malformed JSON: a key must be a string in double quotes");
+	expect_refused("{\"params\": {'':\"o\"}}", "malformed JSON: params: a key must be");
 	for (int i = 0; i < 40; i++)
 		strcat(deep, "[");
 	snprintf(body, sizeof body, "{\"function\": \"Create Image\", \"params\": {\"prompt\": %s",

@@ -197,6 +197,24 @@ static const char *json_type_pyname(const struct json_object *v)
 	}
 }
 
+/*
+ * int(d) of a finite double. Python's is exact at any size; ours saturates
+ * past the 64-bit range as the string path's strtoll() does, since a cast
+ * of a double out of int64_t's range is undefined (UBSan, fuzz/worker_prompt).
+ */
+static struct json_object *int_of_double(double d)
+{
+	double t = trunc(d);
+
+	if (t >= 18446744073709551616.0) /* 2^64 */
+		return json_int(INT64_MAX);
+	if (t >= 9223372036854775808.0) /* 2^63: exact as an unsigned */
+		return json_object_new_uint64((uint64_t)t);
+	if (t < -9223372036854775808.0)
+		return json_int(INT64_MIN);
+	return json_int((int64_t)t);
+}
+
 /* int(x) as Python does it; -1 with the exception text on failure. */
 static int coerce_int(const struct json_object *v, struct json_object **out, char *msg,
 		      size_t msglen)
@@ -219,7 +237,7 @@ static int coerce_int(const struct json_object *v, struct json_object **out, cha
 				 isnan(d) ? "NaN" : "infinity");
 			return -1;
 		}
-		*out = json_int((int64_t)trunc(d));
+		*out = int_of_double(d);
 		return 0;
 	}
 	case json_type_string:
