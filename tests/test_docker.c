@@ -448,17 +448,28 @@ static void fake_serve(int fd, int mode, int logs_done[2])
 					    : "{\"Id\": \"fake1\", \"Warnings\": []}");
 	else if (strstr(path, "/start") || strstr(path, "/stop") || strcmp(method, "DELETE") == 0)
 		reply(fd, 204, "");
-	else if (strstr(path, "/json"))
+	else if (strstr(path, "/fake1/json")) {
 		reply(fd, 200, "{\"State\": {\"Running\": true}, \"NetworkSettings\": {\"Ports\": "
 			       "{\"8188/tcp\": [{\"HostIp\": \"127.0.0.1\", \"HostPort\": \"4242\"}]}}}");
+		if (write(logs_done[1], "i", 1) < 0)
+			_exit(1);
+	} else if (strstr(path, "/json"))
+		reply(fd, 200, "[]");
 	else if (strstr(path, "/logs")) {
 		send_logs(fd);
 		if (write(logs_done[1], "x", 1) < 0)
 			_exit(1);
 	} else if (strstr(path, "/wait")) {
-		char ch;
-		if (read(logs_done[0], &ch, 1) < 0) /* the exit comes after the last output */
-			_exit(1);
+		char ch[2];
+		/*
+		 * The exit comes after the last output and after the inspect has
+		 * been answered: a container that had started, then exited.
+		 */
+		for (int got = 0; got < 2;)
+			if (read(logs_done[0], ch, 1) == 1)
+				got++;
+			else
+				_exit(1);
 		reply(fd, 200, "{\"StatusCode\": 7, \"Error\": null}");
 	} else
 		reply(fd, 404, "{\"message\": \"no route\"}");
