@@ -83,6 +83,11 @@ run: deps
 	$(MAKE) all
 	$(BIN)/fnrun serve
 
+# The demo with a real Prometheus scraping it (scripts/metrics-demo; PROM_PORT=9091).
+metrics-demo: deps
+	$(MAKE) all
+	scripts/metrics-demo $(BIN)
+
 deps:
 	@scripts/install-deps
 
@@ -99,7 +104,7 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all check run deps bench format clean
+.PHONY: all check run metrics-demo deps bench format clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ---- containers: runtime docker (DESIGN.md §5), images built locally ----
@@ -147,6 +152,8 @@ push-model:
 
 # make bench also measures a sim container's cold start (bench/bench_docker.c).
 $(BUILD)/bench/bench: $(BUILD)/bench/bench_docker.o
+# ... and the cost of a /metrics scrape (bench/bench_metrics.c; renders metrics.c in-process too).
+$(BUILD)/bench/bench: $(BUILD)/bench/bench_metrics.o $(BUILD)/libfnrun.a
 
 .PHONY: images build-model model-shell up-with-speech up-with-video push-model
 

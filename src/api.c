@@ -42,7 +42,6 @@ static void api_functions(struct http_req *req);
 static void api_outputs(struct http_req *req);
 static void api_health(struct http_req *req);
 static void api_ready(struct http_req *req);
-static void api_metrics(struct http_req *req);
 
 /* max_body 0: the server's, server.cfg.max_body (set in api_start). */
 static const struct http_route routes[] = {
@@ -61,6 +60,8 @@ static const struct http_route routes[] = {
 	{"GET", "/api/admin/models", api_admin_models, 0, 0},
 	{"POST", "/api/admin/models/", api_admin_model_action, HTTP_ROUTE_PREFIX, 0}, /* {id}/start|stop|drain */
 	{"GET", "/api/admin/jobs/", api_admin_job, HTTP_ROUTE_PREFIX, 0}, /* {id} */
+	{"GET", "/api/admin/events", api_admin_events, 0, 0},
+	{"GET", "/admin", api_admin_page, HTTP_ROUTE_PREFIX, 0}, /* the operator page: api_metrics.c */
 	{"GET", "/api/admin/registry", api_admin_registry, 0, 0},
 	{"GET", "/", static_web, HTTP_ROUTE_PREFIX, 0}, /* web/: the page; keep it last */
 };
@@ -573,45 +574,4 @@ static void api_ready(struct http_req *req)
 		reply_status(req, 503, "not_ready", reason);
 	else
 		reply_status(req, 200, "ready", NULL);
-}
-
-static void metric(struct buf *b, const char *name, const char *type, const char *help,
-		   unsigned long long v)
-{
-	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
-}
-
-static void api_metrics(struct http_req *req)
-{
-	struct buf b;
-
-	buf_init(&b, 64 * 1024);
-	metric(&b, "fnrun_jobs_submitted_total", "counter", "Jobs accepted.",
-	       server.jobs_submitted);
-	metric(&b, "fnrun_jobs_completed_total", "counter", "Jobs completed.",
-	       server.jobs_completed);
-	metric(&b, "fnrun_jobs_failed_total", "counter", "Jobs failed.", server.jobs_failed);
-	metric(&b, "fnrun_jobs_cancelled_total", "counter", "Jobs cancelled.",
-	       server.jobs_cancelled);
-	metric(&b, "fnrun_jobs_retried_total", "counter", "Job attempts retried.",
-	       server.jobs_retried);
-	metric(&b, "fnrun_runners_started_total", "counter", "Model servers started.",
-	       server.runners_started);
-	metric(&b, "fnrun_runners_crashed_total", "counter", "Model servers that crashed.",
-	       server.runners_crashed);
-	metric(&b, "fnrun_store_commits_total", "counter", "Group commits of the job store.",
-	       server.store_commits);
-	metric(&b, "fnrun_store_rows_written_total", "counter", "Job rows the commits wrote.",
-	       server.store_rows);
-	metric(&b, "fnrun_store_commit_failures_total", "counter",
-	       "Commits that failed (disk full, I/O error); their changes were held and retried.",
-	       server.store_failures);
-	metric(&b, "fnrun_jobs_queued", "gauge", "Jobs waiting in the queue.", sched_queued());
-	metric(&b, "fnrun_http_connections", "gauge", "Open HTTP connections.",
-	       server.http ? http_server_conns(server.http) : 0);
-	metric(&b, "fnrun_watchers", "gauge", "Open event streams.", events_watchers());
-	metric(&b, "fnrun_uptime_seconds", "gauge", "Seconds since the gateway started.",
-	       server.started_ms ? (util_mono_ms() - server.started_ms) / 1000 : 0);
-	http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-	buf_cleanup(&b);
 }

@@ -59,11 +59,25 @@ const char *api_content_type(const char *name);
 
 struct http_req;
 
-/* The operator API (api_admin.c). */
+/*
+ * The operator API (api_admin.c). api_admin_authorized: 1 when the request
+ * may see operator data (no FNRUN_ADMIN_TOKEN set, or its Bearer token or
+ * Basic password is the token); else it answers req (403, or with
+ * challenge 401 and a Basic challenge, for browsers) and returns 0.
+ */
+int api_admin_authorized(struct http_req *req, int challenge);
 void api_admin_runners(struct http_req *req);
 void api_admin_models(struct http_req *req);
 void api_admin_model_action(struct http_req *req);
 void api_admin_job(struct http_req *req);
+/*
+ * api_metrics.c: GET /metrics (Prometheus text; operator token when set),
+ * GET /admin/... (the operator page and the data it polls), and
+ * GET /api/admin/events (recent operator events).
+ */
+void api_metrics(struct http_req *req);
+void api_admin_page(struct http_req *req);
+void api_admin_events(struct http_req *req);
 void api_admin_registry(struct http_req *req);
 
 #endif

@@ -5,9 +5,13 @@
  * causes here; users never do.
  *
  * When FNRUN_ADMIN_TOKEN is set, every admin request must carry
- * "Authorization: Bearer <token>"; without it the API relies on binding to
- * loopback (and the origin guard against browsers on other origins).
+ * "Authorization: Bearer <token>", or HTTP Basic credentials whose password
+ * is the token (any user name: what a browser sends for the /admin page);
+ * without it the API relies on binding to loopback (and the origin guard
+ * against browsers on other origins).
  */
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,17 +22,62 @@
 #include "reload.h"
 #include "scheduler.h"
 
-static int authorized(struct http_req *req)
+/* 1 when a and b are equal; the time taken does not depend on where they differ. */
+static int same_secret(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+
+	return alen == blen && CRYPTO_memcmp(a, b, blen) == 0;
+}
+
+/* 1 when "Basic base64(user:password)" carries password == token. */
+static int basic_ok(const char *b64, const char *token)
+{
+	unsigned char plain[400];
+	size_t n = strlen(b64);
+	int len;
+	const char *colon;
+
+	if (n == 0 || n > 4 * (sizeof plain / 3) - 4 || n % 4 != 0)
+		return 0;
+	len = EVP_DecodeBlock(plain, (const unsigned char *)b64, (int)n);
+	if (len < 0)
+		return 0;
+	/* EVP_DecodeBlock counts the padding as zero bytes. */
+	for (size_t i = n; i > 0 && b64[i - 1] == '='; i--)
+		len--;
+	plain[len] = '\0';
+	colon = memchr(plain, ':', (size_t)len);
+	if (colon == NULL)
+		return 0;
+	colon++;
+	return same_secret(colon, (size_t)len - (size_t)(colon - (const char *)plain), token);
+}
+
+int api_admin_authorized(struct http_req *req, int challenge)
 {
 	const char *token = getenv("FNRUN_ADMIN_TOKEN");
 	const char *auth = http_req_header(req, "Authorization");
 
 	if (token == NULL || *token == '\0')
 		return 1;
-	if (auth && strncmp(auth, "Bearer ", 7) == 0 && strcmp(auth + 7, token) == 0)
+	if (auth && strncmp(auth, "Bearer ", 7) == 0 && same_secret(auth + 7, strlen(auth + 7), token))
 		return 1;
+	if (auth && strncmp(auth, "Basic ", 6) == 0 && basic_ok(auth + 6, token))
+		return 1;
+	if (challenge) {
+		http_reply_header(req, "WWW-Authenticate", "Basic realm=\"fnrun admin\", charset=\"UTF-8\"");
+		http_reply_error(req, 401, "FORBIDDEN", "The admin page needs the operator token.",
+				 NULL);
+		return 0;
+	}
 	http_reply_error(req, 403, "FORBIDDEN", "The admin API needs the operator token.", NULL);
 	return 0;
+}
+
+static int authorized(struct http_req *req)
+{
+	return api_admin_authorized(req, 0);
 }
 
 static void reply_owned(struct http_req *req, struct json_object *o)

@@ -72,6 +72,7 @@ static struct {
 	size_t njobs;
 	struct watcher *watchers; /* every open SSE stream and WebSocket */
 	size_t nwatchers;
+	size_t nws;              /* of them, WebSockets */
 	uint64_t seq;            /* last event id given out */
 	uv_timer_t ping;         /* heartbeat and sweep */
 	int ping_init, ping_on, shut;
@@ -432,6 +433,7 @@ void events__watcher_link(struct watcher *w)
 		ev.watchers->prev = w;
 	ev.watchers = w;
 	ev.nwatchers++;
+	ev.nws += w->kind == EV_WS;
 }
 
 /* The transport closed: w goes. */
@@ -446,6 +448,7 @@ void events__watcher_free(struct watcher *w)
 	if (w->next != NULL)
 		w->next->prev = w->prev;
 	ev.nwatchers--;
+	ev.nws -= w->kind == EV_WS;
 	free(w);
 	events__ping_update();
 }
@@ -782,6 +785,11 @@ int events_watched(const char *job_id)
 size_t events_watchers(void)
 {
 	return ev.nwatchers;
+}
+
+size_t events_watchers_ws(void)
+{
+	return ev.nws;
 }
 
 void events_shutdown(void)

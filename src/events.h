@@ -117,6 +117,8 @@ int events_wanted(const char *job_id);
 
 /* SSE streams and WebSockets open now. */
 size_t events_watchers(void);
+/* Of them, WebSockets. */
+size_t events_watchers_ws(void);
 
 /*
  * Ends every stream, closes every WebSocket (1001), closes the heartbeat

@@ -24,6 +24,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "outputs.h"
 #include "runner.h"
 #include "scheduler_internal.h"
@@ -217,6 +218,7 @@ static int write_records(struct err *err)
  */
 static int commit(struct err *err)
 {
+	uint64_t t0 = util_mono_ns();
 	int rc;
 
 	if (store_begin(server.store, err) < 0)
@@ -238,13 +240,18 @@ static int commit(struct err *err)
 	if (rc == 0) {
 		server.store_commits++;
 		server.store_rows += cm.ndirty;
+		metrics_inc(MC_STORE_COMMITS, NULL, 1);
+		metrics_inc(MC_STORE_ROWS, NULL, cm.ndirty);
+		metrics_observe(MH_STORE_COMMIT, NULL, (double)(util_mono_ns() - t0) / 1e9);
 	} else {
 		server.store_failures++;
+		metrics_inc(MC_STORE_FAILURES, NULL, 1);
 	}
 	return rc;
 fail:
 	store_rollback(server.store, NULL);
 	server.store_failures++;
+	metrics_inc(MC_STORE_FAILURES, NULL, 1);
 	return -1;
 }
 
@@ -297,12 +304,17 @@ static void run_assign(struct effect *e)
 	job.stem = stem;
 	job.prompt_id = sj->job->remote_prompt_id;
 	job.workflow = wf;
+	if (sj->job->attempt == 0) /* the first POST /prompt of the job */
+		sched__observe(MH_SUBMIT_DISPATCH, sj, util_now_ms() - sj->job->created_at);
 	runner_assign(sj->runner->r, &job);
 }
 
 static void run_reply(struct effect *e)
 {
 	struct json_object *v = e->view ? json_object_get(e->view) : sched__submit_view(e->sj);
+
+	if (e->status == 202 && e->sj)
+		sched__count(MC_JOBS_SUBMITTED, e->sj);
 
 	e->cb(e->ud, e->status, v, NULL);
 	json_object_put(v);
@@ -316,6 +328,7 @@ static void run_retire(struct sjob *sj)
 		server.jobs_failed++;
 	else
 		server.jobs_cancelled++;
+	sched__metrics_retire(sj);
 	sched__table_remove(sj);
 	sched__sjob_free(sj);
 }

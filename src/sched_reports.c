@@ -15,6 +15,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "outputs.h"
 #include "registry.h"
 #include "runner.h"
@@ -262,6 +263,9 @@ static void oom(struct sjob *sj, const struct reg_model *model, const char *tech
 		sj->notice = xstrdup(text);
 		log_info("out of memory, one quality down job=%s from=%s to=%s", sj->job->id,
 			 fn->qualities[sj->quality].key, fn->qualities[lower].key);
+		metrics_inc(MC_OOM_RETRIES, &(struct metrics_labels){.function = fn->name,
+			    .quality = fn->qualities[sj->quality].key, .model = model->id}, 1);
+		metrics_event("oom_retry", model->id, NULL);
 		sj->quality = lower;
 		job_set_str(&sj->job->quality, fn->qualities[lower].key);
 		sched__add_tried(sj->job, model->id);
@@ -306,6 +310,7 @@ static void lost(struct srunner *sr, struct sjob *sj, const char *tech)
 	struct mstate *f = fb ? sched__mstate_of(fb->id) : NULL;
 
 	server.runners_crashed++;
+	metrics_inc(MC_RUNNERS_CRASHED, &(struct metrics_labels){.model = sr->m->model->id}, 1);
 	if (f && sr->m->failures + 1 >= SCHED_FAILURES_MAX) {
 		sched__add_tried(sj->job, sr->m->model->id);
 		sched__note_fallback(sj, f->model);

@@ -16,6 +16,7 @@
 #include "estimate.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "placement.h"
 #include "registry.h"
 #include "runner.h"
@@ -255,6 +256,7 @@ struct srunner *sched__start_runner(struct mstate *m, int gpu, int64_t bytes)
 	m->nstarting++;
 	sr->starting = 1;
 	server.runners_started++;
+	metrics_inc(MC_RUNNERS_STARTED, &(struct metrics_labels){.model = m->model->id}, 1);
 	return sr;
 }
 
@@ -294,6 +296,8 @@ static int apply(struct snap *sn, struct mstate *m, struct sjob *head)
 			struct srunner *v = sn->srs[p.victims[i]];
 			log_info("evicting runner=%s model=%s for model=%s need_mb=%lld", v->r->id,
 				 v->m->model->id, m->model->id, (long long)(sched__need(m) >> 20));
+			metrics_inc(MC_EVICTIONS, &(struct metrics_labels){.model = v->m->model->id}, 1);
+			metrics_event("eviction", v->m->model->id, m->model->id);
 			runner_stop(v->r, "evicted to make room");
 		}
 		return 0; /* m starts when the memory is back (on_gone pumps) */
@@ -583,6 +587,8 @@ static void model_failed(struct mstate *m, const char *why)
 		m->retry_at_ms = m->cooldown_until_ms;
 		log_warn("model resting model=%s cooldown_ms=%lld", m->model->id,
 			 (long long)(m->cooldown_until_ms - now));
+		metrics_inc(MC_COOLDOWNS, &(struct metrics_labels){.model = m->model->id}, 1);
+		metrics_event("cooldown", m->model->id, NULL);
 		sched__fall_back(m, why);
 		return;
 	}
@@ -622,6 +628,8 @@ static void on_ready(struct runner *r, void *ud)
 		m->nstarting--;
 	}
 	estimate_learn_start(&m->est, (double)(r->ready_ms - r->started_ms));
+	metrics_observe(MH_COLD_START, &(struct metrics_labels){.model = m->model->id},
+			(double)(r->ready_ms - r->started_ms) / 1000.0);
 	sched__measure(sr);
 	sched__pump();
 }
@@ -661,6 +669,9 @@ static void on_gone(struct runner *r, const char *why, int failed, int during_st
 		sched__requeue(sj, NULL, why);
 	}
 	if (failed && !server.stopping) {
+		metrics_inc(during_start ? MC_RUNNER_START_FAILS : MC_RUNNER_RESTARTS,
+			    &(struct metrics_labels){.model = m->model->id}, 1);
+		metrics_event(during_start ? "start_failure" : "restart", m->model->id, NULL);
 		if (during_start) {
 			sched__start_failed(m, why);
 		} else {

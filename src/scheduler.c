@@ -18,6 +18,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "placement.h"
 #include "registry.h"
 #include "runner.h"
@@ -439,6 +440,7 @@ void sched__note_fallback(struct sjob *sj, const struct reg_model *to)
 	char text[300];
 	int q;
 
+	sched__metrics_fallback(sj, to);
 	/* By name and key: the job may hold an older version of the registry than to. */
 	if (to->quality < 0 || strcmp(to->function->name, sj->fn->name) != 0)
 		return;
@@ -496,6 +498,7 @@ void sched__requeue(struct sjob *sj, struct mstate *to, const char *why)
 	}
 	sj->job->attempt++;
 	server.jobs_retried++;
+	sched__count(MC_JOBS_RETRIED, sj);
 	job_set_str(&sj->job->runner_id, NULL);
 	job_set_str(&sj->job->remote_prompt_id, NULL);
 	job_set_str(&sj->job->remote_url, NULL);
@@ -510,6 +513,7 @@ void sched__dispatch(struct sjob *sj, struct srunner *sr)
 	static uint64_t tickets;
 	char pid[96];
 
+	sched__observe(MH_QUEUE_WAIT, sj, util_now_ms() - sj->queued_at_ms);
 	sched__dequeue(sj);
 	sj->runner = sr;
 	sj->ticket = ++tickets;

@@ -241,6 +241,20 @@ void sched__fall_back(struct mstate *m, const char *why);
 /* Records what NVML saw the runner use; later placements use it. */
 void sched__measure(struct srunner *sr);
 
+/* ---- sched_metrics.c: labels and metrics of what happens to jobs ---- */
+
+struct metrics_labels;
+/* {function, quality, model} of the job now; borrowed from it. */
+struct metrics_labels sched__labels(const struct sjob *sj);
+/* Counts one for sj's labels (enum metrics_counter). */
+void sched__count(int counter, const struct sjob *sj);
+/* Observes ms for sj's labels (enum metrics_hist). */
+void sched__observe(int hist, const struct sjob *sj, int64_t ms);
+/* sj moves to the fallback `to` (its tried list ends with the model it leaves). */
+void sched__metrics_fallback(const struct sjob *sj, const struct reg_model *to);
+/* sj's final state is committed: counted, and its times observed. */
+void sched__metrics_retire(const struct sjob *sj);
+
 /* ---- sched_admin.c ---- */
 
 /* Builds tiers and model states for the current registry, keeping old states. */

@@ -97,14 +97,20 @@ void static_serve(struct http_req *req, const char *root, const char *rel)
 		http_reply_err(req, &err);
 }
 
-void static_web(struct http_req *req)
+void static_root(char *out, size_t size)
 {
 	const char *root = getenv("FNRUN_WEB");
-	char def[PATH_MAX];
 
-	if (root == NULL || root[0] == '\0') {
-		snprintf(def, sizeof def, "%s/../web", server.cfg.bindir ? server.cfg.bindir : ".");
-		root = def;
-	}
+	if (root != NULL && root[0] != '\0')
+		snprintf(out, size, "%s", root);
+	else
+		snprintf(out, size, "%s/../web", server.cfg.bindir ? server.cfg.bindir : ".");
+}
+
+void static_web(struct http_req *req)
+{
+	char root[PATH_MAX];
+
+	static_root(root, sizeof root);
 	static_serve(req, root, http_req_param(req));
 }

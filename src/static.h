@@ -27,6 +27,8 @@ void static_serve(struct http_req *req, const char *root, const char *rel);
  * in a checkout).
  */
 void static_web(struct http_req *req);
+/* The web root static_web() serves, into out (size bytes). */
+void static_root(char *out, size_t size);
 
 /*
  * The absolute, symlink-free path of rel under root into out (size bytes),
