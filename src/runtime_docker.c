@@ -176,17 +176,7 @@ static void resp_why(const struct httpc_resp *resp, const char *step, char *out,
 
 static void tail_add(struct docker_ctr *c, const char *p, size_t n)
 {
-	if (n >= TAIL_MAX) {
-		p += n - TAIL_MAX;
-		n = TAIL_MAX;
-	}
-	if (c->ntail + n > TAIL_MAX) {
-		size_t drop = c->ntail + n - TAIL_MAX;
-		memmove(c->tail, c->tail + drop, c->ntail - drop);
-		c->ntail -= drop;
-	}
-	memcpy(c->tail + c->ntail, p, n);
-	c->ntail += n;
+	c->ntail = util_tail_keep(c->tail, c->ntail, TAIL_MAX, p, n);
 }
 
 static void out_write(struct docker_ctr *c, const char *p, size_t n)

@@ -46,18 +46,7 @@ struct poster {
 
 static void poster_tail(struct poster *p, const char *b, size_t n)
 {
-	if (n >= POSTER_TAIL) {
-		b += n - POSTER_TAIL;
-		n = POSTER_TAIL;
-	}
-	if (p->tail_len + n > POSTER_TAIL) {
-		size_t drop = p->tail_len + n - POSTER_TAIL;
-
-		memmove(p->tail, p->tail + drop, p->tail_len - drop);
-		p->tail_len -= drop;
-	}
-	memcpy(p->tail + p->tail_len, b, n);
-	p->tail_len += n;
+	p->tail_len = util_tail_keep(p->tail, p->tail_len, POSTER_TAIL, b, n);
 	p->tail[p->tail_len] = '\0';
 	while (p->tail_len > 0 && (p->tail[p->tail_len - 1] == '\n' || p->tail[p->tail_len - 1] == '\r'))
 		p->tail[--p->tail_len] = '\0';

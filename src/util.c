@@ -189,3 +189,19 @@ uint64_t util_hash64(const char *s)
 		h = (h ^ (unsigned char)*s) * 1099511628211ull;
 	return h;
 }
+
+size_t util_tail_keep(char *tail, size_t len, size_t cap, const char *p, size_t n)
+{
+	if (n >= cap) {
+		p += n - cap;
+		n = cap;
+	}
+	if (len + n > cap) {
+		size_t drop = len + n - cap;
+
+		memmove(tail, tail + drop, len - drop);
+		len -= drop;
+	}
+	memcpy(tail + len, p, n);
+	return len + n;
+}

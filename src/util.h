@@ -36,4 +36,11 @@ int util_ends_with(const char *s, const char *suffix);
  */
 int util_mkdirs(const char *dir);
 
+/*
+ * Appends p[0..n) to the tail buffer tail (len bytes now, cap at most),
+ * dropping its oldest bytes so that only the last cap stay. Returns the new
+ * length. A child's stderr or a container's output, kept for a message.
+ */
+size_t util_tail_keep(char *tail, size_t len, size_t cap, const char *p, size_t n);
+
 #endif

@@ -472,6 +472,25 @@ START_TEST(strict_json)
 }
 END_TEST
 
+/* The last cap bytes of a stream, whatever the sizes it comes in. */
+START_TEST(tail_keeps_the_last_bytes)
+{
+	char t[9];
+	size_t n = 0;
+
+	n = util_tail_keep(t, n, 8, "abc", 3);
+	ck_assert(n == 3 && memcmp(t, "abc", 3) == 0);
+	n = util_tail_keep(t, n, 8, "defghij", 7);
+	ck_assert(n == 8 && memcmp(t, "cdefghij", 8) == 0);
+	n = util_tail_keep(t, n, 8, "0123456789abcdefghij", 20);
+	ck_assert(n == 8 && memcmp(t, "cdefghij", 8) == 0);
+	n = util_tail_keep(t, n, 8, "", 0);
+	ck_assert(n == 8 && memcmp(t, "cdefghij", 8) == 0);
+	n = util_tail_keep(t, n, 8, "Z", 1);
+	ck_assert(n == 8 && memcmp(t, "defghijZ", 8) == 0);
+}
+END_TEST
+
 START_TEST(content_types)
 {
 	ck_assert_str_eq(api_content_type("/x/a.png"), "image/png");
@@ -836,6 +855,7 @@ Suite *suite_api_unit(void)
 	tcase_add_test(tc, output_paths);
 	tcase_add_test(tc, output_names);
 	tcase_add_test(tc, strict_json);
+	tcase_add_test(tc, tail_keeps_the_last_bytes);
 	tcase_add_test(tc, content_types);
 	tcase_add_test(tc, iso_times);
 	tcase_add_test(tc, view_queued_shape);

@@ -99,18 +99,7 @@ static void enc_close_stdin(struct video_enc *e)
 /* Keeps the last ENC_TAIL_BYTES of stderr. */
 static void tail_feed(struct video_enc *e, const char *p, size_t n)
 {
-	if (n >= ENC_TAIL_BYTES) {
-		p += n - ENC_TAIL_BYTES;
-		n = ENC_TAIL_BYTES;
-	}
-	if (e->tail_len + n > ENC_TAIL_BYTES) {
-		size_t drop = e->tail_len + n - ENC_TAIL_BYTES;
-
-		memmove(e->tail, e->tail + drop, e->tail_len - drop);
-		e->tail_len -= drop;
-	}
-	memcpy(e->tail + e->tail_len, p, n);
-	e->tail_len += n;
+	e->tail_len = util_tail_keep(e->tail, e->tail_len, ENC_TAIL_BYTES, p, n);
 	e->tail[e->tail_len] = '\0';
 }
 
