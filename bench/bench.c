@@ -26,9 +26,8 @@
 
 #include "testutil.h"
 #include "tws.h"
+#include "bench.h"
 
-void bench_docker(void); /* bench_docker.c */
-void bench_metrics(void); /* bench_metrics.c */
 
 static char dir[256];
 
@@ -45,6 +44,16 @@ static int cmp_double(const void *a, const void *b)
 	double x = *(const double *)a, y = *(const double *)b;
 
 	return (x > y) - (x < y);
+}
+
+double bench_now_ms(void)
+{
+	return now_ms();
+}
+
+void bench_sort(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
 }
 
 static double pct(double *v, int n, double p)

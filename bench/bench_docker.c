@@ -15,27 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "testutil.h"
 
-void bench_docker(void);
 
 #define PODMAN_SOCK "/run/podman/podman.sock"
 #define RUNS 5
 
-static double ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 /* 1 when the engine's socket accepts a connection. */
 static int engine_up(const char *sock)
@@ -66,7 +52,7 @@ static char *body_of(int port, const char *method, const char *path)
 /* Polls GET path until its body contains want, up to ms. Returns 0 or -1. */
 static int wait_for(int port, const char *path, const char *want, double ms)
 {
-	for (double t0 = ms_now(); ms_now() - t0 < ms;) {
+	for (double t0 = bench_now_ms(); bench_now_ms() - t0 < ms;) {
 		char *b = body_of(port, "GET", path);
 		int hit = strstr(b, want) != NULL;
 		free(b);
@@ -167,11 +153,11 @@ void bench_docker(void)
 	}
 	/* POST start -> runner ready: create, start, inspect, /health, /ws. */
 	for (int i = 0; i < RUNS; i++) {
-		double t0 = ms_now();
+		double t0 = bench_now_ms();
 		free(body_of(port, "POST", "/api/admin/models/c/start"));
 		if (wait_for(port, "/api/admin/runners", "\"state\": \"ready\"", 30000) < 0)
 			break;
-		cold[n++] = ms_now() - t0;
+		cold[n++] = bench_now_ms() - t0;
 		free(body_of(port, "POST", "/api/admin/models/c/drain"));
 		wait_for(port, "/api/admin/runners", "\"runners\": []", 30000);
 	}
@@ -181,7 +167,7 @@ void bench_docker(void)
 		printf("docker bench: no runner became ready\n");
 		return;
 	}
-	qsort(cold, (size_t)n, sizeof *cold, cmp);
+	bench_sort(cold, n);
 	printf("%-58s p50 %7.3f ms  p99 %7.3f ms  (n=%d)\n",
 	       "docker runner (sim container) cold start: start -> ready", cold[n / 2], cold[n - 1], n);
 }

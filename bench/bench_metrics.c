@@ -20,30 +20,17 @@
 
 #include "buf.h"
 #include "metrics.h"
+#include "bench.h"
 #include "testutil.h"
 
 #define MODELS 100
 #define JOBS 10000
 #define SCRAPES 200
 
-static double ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 static void print(const char *what, double *v, int n, size_t bytes)
 {
-	qsort(v, (size_t)n, sizeof *v, cmp);
+	bench_sort(v, n);
 	printf("%-58s p50 %7.3f ms  p99 %7.3f ms  (n=%d, %zu KB)\n", what, v[n / 2],
 	       v[(int)((n - 1) * 0.99 + 0.5)], n, bytes / 1024);
 }
@@ -105,10 +92,10 @@ static void bench_gateway(const char *dir) /* under 600 bytes */
 	}
 	for (int i = 0; i < SCRAPES; i++) {
 		struct tu_resp r;
-		double t0 = ms_now();
+		double t0 = bench_now_ms();
 		if (tu_http(port, "GET", "/metrics", NULL, NULL, 0, &r) < 0)
 			break;
-		t[i] = ms_now() - t0;
+		t[i] = bench_now_ms() - t0;
 		bytes = r.len;
 		tu_resp_free(&r);
 	}
@@ -152,10 +139,10 @@ static void bench_render(void)
 
 	populate();
 	for (int i = 0; i < SCRAPES; i++) {
-		double t0 = ms_now();
+		double t0 = bench_now_ms();
 		buf_init(&b, 16u << 20);
 		metrics_render(&b);
-		t[i] = ms_now() - t0;
+		t[i] = bench_now_ms() - t0;
 		bytes = b.len;
 		buf_cleanup(&b);
 	}

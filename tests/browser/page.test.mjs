@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { check, progress, screenshot, step } from './steps.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const base = process.env.FNRUN_URL;
@@ -31,26 +32,7 @@ if (!fs.existsSync(executablePath)) {
 }
 
 const origin = new URL(base).origin;
-let currentStep = 'start';
-let passed = 0;
-
-async function step(name, fn) {
-  currentStep = name;
-  const t0 = Date.now();
-  await fn();
-  passed++;
-  console.log(`ok ${passed} - ${name} (${Date.now() - t0} ms)`);
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(what);
-}
-
-async function shot(page, name) {
-  const file = path.join(artifacts, name);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`   screenshot ${file}`);
-}
+const shot = (page, name) => screenshot(artifacts, page, name);
 
 // Counts EventSource objects not yet closed, before the page's own script runs.
 function countEventSources() {
@@ -322,7 +304,7 @@ async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'fnrun-chromium-'));
   const timer = setTimeout(() => {
-    console.error(`page.test: FAILED: timed out after ${TOTAL_MS} ms in step "${currentStep}"`);
+    console.error(`page.test: FAILED: timed out after ${TOTAL_MS} ms in step "${progress.step}"`);
     process.exit(1);
   }, TOTAL_MS);
   let context;
@@ -340,15 +322,15 @@ async function main() {
     await run(page, context);
   } catch (e) {
     failed = true;
-    console.error(`page.test: FAILED in step "${currentStep}": ${e.message.split('\n')[0]}`);
+    console.error(`page.test: FAILED in step "${progress.step}": ${e.message.split('\n')[0]}`);
     if (page) await shot(page, 'failure.png').catch(() => {});
   } finally {
     if (context) await context.close().catch(() => {});
     fs.rmSync(profile, { recursive: true, force: true });
     clearTimeout(timer);
   }
-  console.log(failed ? `page.test: ${passed} steps passed, then one failed`
-    : `page.test: all ${passed} steps passed`);
+  console.log(failed ? `page.test: ${progress.passed} steps passed, then one failed`
+    : `page.test: all ${progress.passed} steps passed`);
   process.exit(failed ? 1 : 0);
 }
 
