@@ -1,7 +1,8 @@
 /*
  * main.c - fnrun: the gateway daemon (`fnrun serve`), the registry checker
- * (`fnrun check FILE`) and the command-line client (submit, jobs, job,
- * cancel, functions; see cli.c).
+ * (`fnrun check [--deep] FILE`, check_deep.c), the operator tools
+ * (new-model, dry-run: cli_model.c; gpus) and the command-line client
+ * (submit, jobs, job, cancel, functions; see cli.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_deep.h"
 #include "cli.h"
+#include "cli_model.h"
 #include "log.h"
 #include "nvml.h"
 #include "registry.h"
@@ -148,6 +151,12 @@ static int cmd_serve(int argc, char **argv)
 		default: fputs(serve_usage, stderr); return 2;
 		}
 	}
+	if (optind < argc) {
+		fprintf(stderr, "fnrun serve: unexpected argument \"%s\" (the registry is given with --config FILE)\n",
+			argv[optind]);
+		fputs(serve_usage, stderr);
+		return 2;
+	}
 	if (server.cfg.config_path == NULL)
 		server.cfg.config_path = default_config(server.cfg.bindir);
 	if (apply_registry_defaults(listen, data) < 0)
@@ -155,33 +164,78 @@ static int cmd_serve(int argc, char **argv)
 	return server_run();
 }
 
+static const char check_usage[] =
+	"usage: fnrun check [--deep] FILE\n"
+	"  checks a registry: every error as FILE:LINE:COL: key: what is wrong; what is allowed\n"
+	"  --deep   also start each model server once (or read its exec config) and check\n"
+	"           bind paths, param types and ranges, class types, binaries and config files\n"
+	"           against what the model server says it accepts (/object_info)\n";
+
 static int cmd_check(int argc, char **argv)
 {
-	int n;
+	int n, deep = 0;
+	const char *file = NULL;
 
-	if (argc != 2) {
-		fputs("usage: fnrun check FILE\n", stderr);
-		return 2;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--deep") == 0)
+			deep = 1;
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return fputs(check_usage, stdout), 0;
+		else if (argv[i][0] == '-' || file != NULL)
+			return fputs(check_usage, stderr), 2;
+		else
+			file = argv[i];
 	}
-	n = registry_check(argv[1], stderr);
+	if (file == NULL)
+		return fputs(check_usage, stderr), 2;
+	n = deep ? check_deep(file, stderr) : registry_check(file, stderr);
 	if (n == 0)
-		printf("%s: ok\n", argv[1]);
+		printf("%s: ok\n", file);
 	return n == 0 ? 0 : 1;
+}
+
+/* Every subcommand, one line each: `fnrun --help` and a bad command. */
+static void usage(FILE *out)
+{
+	fputs("usage: fnrun COMMAND [ARGS]   (fnrun COMMAND --help for its options)\n\n"
+	      "Run the gateway:\n"
+	      "       fnrun serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n\n"
+	      "Operators:\n"
+	      "       fnrun check [--deep] FILE\n"
+	      "       fnrun new-model ID --function NAME --command 'CMD {param}...' [...]\n"
+	      "       fnrun dry-run FUNCTION [--quality Q] [--param NAME=VALUE]... [--config FILE]\n"
+	      "       fnrun gpus\n\n"
+	      "Users (talk to a running server):\n", out);
+	cli_usage(out);
 }
 
 int main(int argc, char **argv)
 {
 	int rc;
 
-	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "check") == 0)
+	if (strcmp(argv[1], "check") == 0)
 		return cmd_check(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "gpus") == 0)
+	if (strcmp(argv[1], "gpus") == 0)
 		return cli_gpus(argc - 1, argv + 1);
+	if (strcmp(argv[1], "new-model") == 0)
+		return cli_new_model(argc - 1, argv + 1);
+	if (strcmp(argv[1], "dry-run") == 0)
+		return cli_dry_run(argc - 1, argv + 1);
 	rc = cli_main(argc, argv);
 	if (rc == -1) {
-		cli_usage(stderr);
+		fprintf(stderr, "fnrun: unknown command \"%s\"\n", argv[1]);
+		usage(stderr);
 		return 2;
 	}
 	return rc;
