@@ -500,6 +500,23 @@ static void api_events(struct http_req *req)
 
 /* ---- GET /api/functions ---- */
 
+/* Qualities the operators paused (with no fallback) are not available now. */
+static void mark_paused(struct json_object *cat)
+{
+	struct json_object *fs = json_get_arr(cat, "functions");
+
+	for (size_t i = 0; fs && i < json_object_array_length(fs); i++) {
+		struct json_object *f = json_object_array_get_idx(fs, i);
+		struct json_object *qs = json_get_arr(f, "qualities");
+		const char *name = json_get_str(f, "name");
+		for (size_t k = 0; qs && k < json_object_array_length(qs); k++) {
+			struct json_object *q = json_object_array_get_idx(qs, k);
+			if (sched_quality_paused(name, json_get_str(q, "key")))
+				json_put(q, "available", json_object_new_boolean(0));
+		}
+	}
+}
+
 static void api_functions(struct http_req *req)
 {
 	struct json_object *cat;
@@ -507,6 +524,7 @@ static void api_functions(struct http_req *req)
 	if (api_ready_or_reply(req) < 0)
 		return;
 	cat = registry_catalog(server.reg);
+	mark_paused(cat);
 	http_reply_json(req, 200, cat);
 	json_object_put(cat);
 }

@@ -42,6 +42,7 @@ static const struct {
 	[ERR_INTERNAL] = {500, "INTERNAL"},
 	[ERR_STORE] = {503, "SERVICE_UNAVAILABLE"},
 	[ERR_DUPLICATE] = {409, "DUPLICATE_REQUEST"},
+	[ERR_PAUSED] = {503, "QUALITY_PAUSED"},
 };
 
 int err_http_status(int code)

@@ -22,6 +22,7 @@ enum err_code {
 	ERR_INTERNAL,    /* a bug or an impossible state: 500 */
 	ERR_STORE,       /* the job store cannot be written now: 503, retry later */
 	ERR_DUPLICATE,   /* an idempotency key already names another request: 409 */
+	ERR_PAUSED,      /* the operators paused what was asked for: 503 */
 };
 
 struct err {

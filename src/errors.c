@@ -38,6 +38,8 @@ static const struct user_error catalog[] = {
 	{"DUPLICATE_REQUEST", "This idempotency key was already used for a different request.",
 	 "Send a new request with a new idempotency_key, or the first one again unchanged.",
 	 "EDIT_INPUT", 409},
+	{"QUALITY_PAUSED", "This quality is paused for now.",
+	 "Pick another quality, or try again later.", "CHANGE_QUALITY", 503},
 	{"SERVICE_UNAVAILABLE", "We can't take new requests right now.",
 	 "Try again in a minute; nothing you sent was kept.", "RETRY", 503},
 };
@@ -59,6 +61,7 @@ static const struct {
 	{ERR_TIMEOUT, "TIMEOUT", 504, 0},
 	{ERR_STORE, "SERVICE_UNAVAILABLE", 503, 0},
 	{ERR_DUPLICATE, "DUPLICATE_REQUEST", 409, 1},
+	{ERR_PAUSED, "QUALITY_PAUSED", 503, 0},
 };
 
 const struct user_error *errors_find(const char *code)

@@ -67,10 +67,16 @@ static int split_listen(const char *v, char **host, int *port)
 	if (*end || p < 0 || p > 65535)
 		return -1;
 	free(*host);
-	*host = xstrndup(v, (size_t)(colon - v));
+	/* An IPv6 address comes in brackets ("[::1]:8180"); the socket wants it bare. */
+	if (v[0] == '[' && colon[-1] == ']' && colon - v > 2)
+		*host = xstrndup(v + 1, (size_t)(colon - v - 2));
+	else
+		*host = xstrndup(v, (size_t)(colon - v));
 	*port = (int)p;
 	return 0;
 }
+
+static int log_level_set; /* --log-level was given: it wins over server.log_level */
 
 /* Registry server: section first, then flags over it. */
 static int apply_registry_defaults(const char *listen_flag, const char *data_flag)
@@ -91,6 +97,8 @@ static int apply_registry_defaults(const char *listen_flag, const char *data_fla
 	server.cfg.max_body = s->max_body;
 	server.cfg.max_json_depth = (int)s->max_json_depth;
 	server.cfg.max_watchers = s->max_watchers;
+	if (!log_level_set)
+		log_init(s->log_level, NULL);
 	if (listen && split_listen(listen, &server.cfg.listen_host, &server.cfg.listen_port) < 0) {
 		fprintf(stderr, "fnrun: --listen: expected ADDR:PORT, got \"%s\"\n", listen);
 		registry_free(r);
@@ -140,6 +148,7 @@ static int cmd_serve(int argc, char **argv)
 				return 2;
 			}
 			log_init(log_level_parse(optarg), NULL);
+			log_level_set = 1;
 			break;
 		case 't': server.cfg.time_scale = atof(optarg);
 			if (server.cfg.time_scale <= 0) {

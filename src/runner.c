@@ -563,22 +563,70 @@ static void release(struct runner *r)
 	}
 }
 
+/*
+ * The last lines of the model server's output, joined by " | ", into out:
+ * the cause an operator needs ("worker.yaml: No such file or directory")
+ * is usually there, not in the exit status.
+ */
+static void last_lines(const char *tail, char *out, size_t n)
+{
+	const char *end = tail + strlen(tail), *start = end;
+	int lines = 0;
+	size_t k = 0;
+
+	while (start > tail && lines < 3) {
+		start--;
+		if (*start == '\n' && start + 1 < end && start[1] != '\n')
+			lines++;
+	}
+	if (start > tail || *start == '\n')
+		start++;
+	for (const char *p = start; p < end && k + 4 < n; p++) {
+		if (*p == '\n' || *p == '\r') {
+			if (k > 0 && p + 1 < end && out[k - 1] != ' ') {
+				memcpy(out + k, " | ", 3);
+				k += 3;
+			}
+			continue;
+		}
+		out[k++] = (char)((unsigned char)*p < 0x20 ? ' ' : *p);
+	}
+	out[k] = '\0';
+}
+
 static void on_inst_exit(struct runtime_inst *inst, int64_t status, const char *why, void *ud)
 {
 	struct runner *r = ud;
 	int failed = r->state != RUNNER_STOPPING, during_start = r->ready_ms == 0;
-	char tail[400];
+	char tail[400], last[300];
 
 	r->inst = NULL;
 	r->pid = 0;
 	if (r->state != RUNNER_STOPPING && r->state != RUNNER_FAILED) {
 		runtime_log_tail(inst, tail, sizeof tail);
-		log_warn("runner exited unasked runner=%s model=%s state=%s reason=%s last_output=%s",
-			 r->id, r->model->id, runner_state_name(r->state), log_q(why), log_q(tail));
+		last_lines(tail, last, sizeof last);
+		log_warn("runner exited unasked runner=%s model=%s state=%s reason=%s last_output=%s "
+			 "log=%s",
+			 r->id, r->model->id, runner_state_name(r->state), log_q(why), log_q(last),
+			 log_q(r->log_path));
+		if (last[0])
+			snprintf(r->fail_reason, sizeof r->fail_reason, "%s; its last output: %s", why,
+				 last);
+		else
+			snprintf(r->fail_reason, sizeof r->fail_reason, "%s", why);
 		if (r->ticket)
-			end_job(r, RUNNER_ERR_LOST, NULL, NULL, why);
+			end_job(r, RUNNER_ERR_LOST, NULL, NULL, r->fail_reason);
 		set_state(r, RUNNER_FAILED);
-		snprintf(r->fail_reason, sizeof r->fail_reason, "%s", why);
+	} else if (r->state == RUNNER_FAILED && strstr(r->fail_reason, "; its last output: ") == NULL) {
+		/* Killed after a failure (a start or step timeout): its last words still help. */
+		size_t len = strlen(r->fail_reason);
+		runtime_log_tail(inst, tail, sizeof tail);
+		last_lines(tail, last, sizeof last);
+		if (last[0] && len + 40 < sizeof r->fail_reason)
+			snprintf(r->fail_reason + len, sizeof r->fail_reason - len,
+				 "; its last output: %s", last);
+		log_warn("runner failed runner=%s model=%s reason=%s log=%s", r->id, r->model->id,
+			 log_q(r->fail_reason), log_q(r->log_path));
 	}
 	release(r);
 	r->gone = 1;
@@ -610,7 +658,11 @@ struct runner *runner_start(const struct reg_model *m, int gpu, const char *url,
 	r->env.bindir = xstrdup(env->bindir);
 	r->env.configdir = xstrdup(env->configdir);
 	snprintf(r->url, sizeof r->url, "%s", url ? url : "");
-	snprintf(logpath, sizeof logpath, "%s/%s.log", env->logs_dir, r->id);
+	/* Each model's runners log under its own folder: logs/<model>/<runner>.log. */
+	snprintf(logpath, sizeof logpath, "%s/%s", env->logs_dir, m->id);
+	util_mkdirs(logpath);
+	snprintf(r->log_path, sizeof r->log_path, "%s/%s/%s.log", env->logs_dir, m->id, r->id);
+	snprintf(logpath, sizeof logpath, "%s", r->log_path);
 	snprintf(rundir, sizeof rundir, "%s/%s", env->runs_dir, r->id);
 	snprintf(outdir, sizeof outdir, "%s/output", rundir);
 	spec.runner_id = r->id;

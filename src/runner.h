@@ -118,6 +118,7 @@ struct runner {
 	int pid;                       /* process runtime: the model server's pid; else 0 */
 	char container_id[80];         /* docker runtime: the container; else "" */
 	char url[300];                 /* external: the URL it stands for; else "" */
+	char log_path[4096];           /* where its model server's output goes (logs/<model>/<id>.log) */
 	int64_t started_ms, ready_ms, last_used_ms; /* wall clock; 0 when not yet */
 	char job_id[64];               /* the job it holds, "" when none */
 	char out_stem[96];             /* that job's output names: outputs_stem() */
@@ -143,7 +144,7 @@ struct runner {
 	int timers_open;
 	int probes, health_failures;
 	int gone;                      /* on_gone ran */
-	char fail_reason[200];
+	char fail_reason[600];
 };
 
 /*

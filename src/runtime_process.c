@@ -90,25 +90,43 @@ static void on_start_notice(uv_timer_t *t)
 	p->base.cb.on_started(&p->base, p->base.ud);
 }
 
+/* 1 when the "NAME=value" entry a sets the same variable as b. */
+static int same_name(const char *a, const char *b)
+{
+	size_t n = strcspn(a, "=");
+
+	return strncmp(a, b, n) == 0 && b[n] == '=';
+}
+
 /*
- * The environment of the child: ours, CUDA_VISIBLE_DEVICES pinning it to
- * its GPU, then the model's env entries (which may override it). The
- * strings are borrowed; free the array only.
+ * The environment of the child: ours, then CUDA_VISIBLE_DEVICES pinning
+ * it to its GPU, then the model's env entries. Each name appears once:
+ * a later one replaces an earlier one (so the model's env overrides both;
+ * getenv() would take the first of two copies). The strings are
+ * borrowed; free the array only.
  */
 static char **child_env(const struct reg_model *m, const char *cuda)
 {
-	size_t n = 0, k = 0;
+	size_t n = 0, k = 0, out = 0;
 	char **env;
 
 	while (environ[n])
 		n++;
 	env = xcalloc(n + m->nenv + 2, sizeof *env);
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "CUDA_VISIBLE_DEVICES=", 21) != 0)
-			env[k++] = environ[i];
+		env[k++] = environ[i];
 	env[k++] = (char *)cuda;
 	for (size_t i = 0; i < m->nenv; i++)
 		env[k++] = m->env[i];
+	/* Keep the last of each name, in place. */
+	for (size_t i = 0; i < k; i++) {
+		int later = 0;
+		for (size_t j = i + 1; j < k && !later; j++)
+			later = same_name(env[i], env[j]);
+		if (!later)
+			env[out++] = env[i];
+	}
+	env[out] = NULL;
 	return env;
 }
 

@@ -89,6 +89,7 @@ static struct json_object *runner_json(const struct srunner *sr)
 	json_put(o, "job", sr->job ? json_str(sr->job->job->id) : NULL);
 	json_put(o, "pid", r->pid ? json_int(r->pid) : NULL);
 	json_put(o, "url", json_str(r->base_url));
+	json_put(o, "log", json_str(r->log_path));
 	put_time(o, "started_at", r->started_ms);
 	put_time(o, "last_used", r->last_used_ms ? r->last_used_ms : r->started_ms);
 	json_put(o, "restarts", json_int(sr->m->restarts));
@@ -108,12 +109,14 @@ struct json_object *sched_admin_runners(void)
 
 static const char *model_state(const struct mstate *m)
 {
+	if (m->retired)
+		return "retired";
 	if (!m->model->enabled)
 		return "disabled";
-	if (m->cooldown_until_ms > util_now_ms())
-		return "cooldown";
 	if (m->held)
 		return "held";
+	if (m->cooldown_until_ms > util_now_ms())
+		return "cooldown";
 	return m->nrunners > 0 ? "running" : "stopped";
 }
 
@@ -135,6 +138,13 @@ static struct json_object *model_json(const struct mstate *m)
 	json_put(e, "gpu_memory", json_int(rm->gpu_memory));
 	json_put(e, "memory_measured", m->measured > 0 ? json_int(m->measured) : NULL);
 	json_put(e, "failures", json_int(m->failures));
+	json_put(e, "errors", json_int(m->errors));
+	json_put(e, "last_error", m->last_error[0] ? json_str(m->last_error) : NULL);
+	json_put(e, "hold", m->held && !m->retired ? json_object_get(json_get(sched__s.holds,
+									 rm->id)) : NULL);
+	json_put(e, "cooldown_seconds",
+		 m->cooldown_until_ms > util_now_ms()
+			 ? json_int((m->cooldown_until_ms - util_now_ms() + 999) / 1000) : NULL);
 	json_put(e, "restarts", json_int(m->restarts));
 	json_put(e, "avg_run_ms", json_int((int64_t)estimate_mean_ms(&m->est)));
 	json_put(e, "avg_start_ms", json_int((int64_t)(estimate_start_s(&m->est) * 1000)));
@@ -163,15 +173,59 @@ struct json_object *sched_admin_models(void)
 	return o;
 }
 
+int sched_quality_paused(const char *function, const char *quality)
+{
+	const struct reg_function *fn = function ? registry_function(sched__s.reg, function) : NULL;
+	int q = fn && quality ? registry_quality_index(fn, quality) : -1;
+	struct tier *t = q >= 0 ? sched__tier_of(fn, q) : NULL, *to;
+	struct mstate *pin;
+
+	if (t == NULL || !sched__tier_paused(t))
+		return 0;
+	return !(sched__route(fn, q, "catalog", &to, &pin) == 0 && pin != NULL);
+}
+
 /* ---- operator actions ---- */
+
+/* The operators' hold of a model, kept in the store so that it survives a restart. */
+static void set_hold(struct mstate *m, const char *kind)
+{
+	char key[300];
+
+	snprintf(key, sizeof key, "hold/%s", m->model->id);
+	m->held = kind != NULL;
+	if (kind)
+		json_put(sched__s.holds, m->model->id, json_str(kind));
+	else
+		json_object_object_del(sched__s.holds, m->model->id);
+	sched__record_meta(key, kind);
+}
+
+static void on_hold_row(const char *key, const char *value, void *ud)
+{
+	json_put(sched__s.holds, key + strlen("hold/"), json_str(value));
+}
+
+int sched__load_holds(struct err *err)
+{
+	json_object_put(sched__s.holds);
+	sched__s.holds = json_object_new_object();
+	return store_meta_list(server.store, "hold/", on_hold_row, NULL, err);
+}
 
 static int admin_start(struct mstate *m, struct err *err)
 {
 	int gpu;
 
-	m->held = 0;
+	if (m->held) {
+		set_hold(m, NULL);
+		sched__unpause(&m->q);
+		if (m->tier)
+			sched__unpause(&m->tier->q);
+	}
 	m->cooldown_until_ms = m->retry_at_ms = 0;
 	m->failures = 0;
+	sched__pump();
 	if (m->nrunners >= m->model->max_instances)
 		return 0;
 	gpu = sched__place(sched__need(m));
@@ -199,15 +253,22 @@ int sched_admin_action(const char *model_id, const char *action, struct err *err
 		err_set(err, ERR_INVALID, "action: expected start, stop or drain");
 		return -1;
 	}
+	/*
+	 * Both hold the model until `start`, across restarts: its queued jobs go
+	 * to its fallback or wait, told that the quality is paused. stop ends
+	 * its runners now (a job they were running is queued again, with no
+	 * attempt lost); drain lets running jobs finish first.
+	 */
 	stop = strcmp(action, "stop") == 0;
-	m->held = 1;
+	set_hold(m, action);
 	for (struct srunner *sr = m->runners, *next; sr; sr = next) {
 		next = sr->next;
-		if (sr->r->state == RUNNER_STARTING && stop)
+		if (stop)
 			runner_stop(sr->r, "operator stop");
 		else
-			runner_drain(sr->r, stop ? "operator stop" : "operator drain");
+			runner_drain(sr->r, "operator drain");
 	}
+	sched__pump();
 	return 0;
 }
 
@@ -319,12 +380,17 @@ static struct mstate **build_states(struct registry *reg, size_t *count)
 
 		if (m == NULL) {
 			m = xcalloc(1, sizeof *m);
+			m->held = sched__s.holds && json_get(sched__s.holds, rm->id) != NULL;
 		} else {
 			for (size_t k = 0; k < sched__s.nmodels; k++)
 				if (sched__s.models[k] == m)
 					sched__s.models[k] = NULL; /* taken */
-			if (!same_definition(m->model, rm))
+			if (!same_definition(m->model, rm)) {
 				drain_all(m, "the registry changed this model");
+				/* A new definition starts with a clean slate (the fix may be in it). */
+				m->failures = 0;
+				m->cooldown_until_ms = m->retry_at_ms = 0;
+			}
 		}
 		m->model = rm;
 		m->tier = NULL;

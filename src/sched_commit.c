@@ -49,6 +49,7 @@ struct effect {
 
 struct record {
 	int put;                 /* 1: put, 0: delete */
+	int meta;                /* 1: a meta row: model_id is its key, container_id its value */
 	char id[32];
 	char *model_id;
 	int pid, port;
@@ -179,6 +180,16 @@ void sched__record_runner_delete(const char *id)
 	record_new(0, id);
 }
 
+void sched__record_meta(const char *key, const char *value)
+{
+	struct record *rec = record_new(value != NULL, "");
+
+	rec->meta = 1;
+	rec->model_id = xstrdup(key);
+	rec->container_id = value ? xstrdup(value) : NULL;
+	sched__pump();
+}
+
 static void records_clear(void)
 {
 	for (size_t i = 0; i < cm.nrecs; i++) {
@@ -201,7 +212,16 @@ static int write_records(struct err *err)
 {
 	for (size_t i = 0; i < cm.nrecs; i++) {
 		const struct record *r = &cm.recs[i];
-		int rc = r->put ? store_runner_put(server.store, r->id, r->model_id, r->pid, r->port,
+		int rc;
+
+		if (r->meta) {
+			rc = r->put ? store_meta_put(server.store, r->model_id, r->container_id, err)
+				    : store_meta_delete(server.store, r->model_id, err);
+			if (rc < 0)
+				return -1;
+			continue;
+		}
+		rc = r->put ? store_runner_put(server.store, r->id, r->model_id, r->pid, r->port,
 						   r->container_id, r->started_at, err)
 				: store_runner_delete(server.store, r->id, err);
 		if (rc < 0)

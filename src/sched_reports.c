@@ -268,7 +268,7 @@ static void oom(struct sjob *sj, const struct reg_model *model, const char *tech
 		metrics_event("oom_retry", model->id, NULL);
 		sj->quality = lower;
 		job_set_str(&sj->job->quality, fn->qualities[lower].key);
-		sched__add_tried(sj->job, model->id);
+		sched__add_tried(sj->job, model->id, 0);
 		sched__requeue(sj, NULL, tech);
 		return;
 	}
@@ -281,22 +281,36 @@ static void oom(struct sjob *sj, const struct reg_model *model, const char *tech
 			lower >= 0 ? "REDUCE_QUALITY" : "RETRY", tech);
 }
 
-static void model_error(struct sjob *sj, const struct reg_model *model, const char *exc_type,
-			const char *detail, const char *tech)
+/*
+ * The model server failed the job itself: its command failed, or it
+ * refused the workflow (rejected: the registry and the model server
+ * disagree). Counted against the model; the job goes to the fallback, or
+ * fails.
+ */
+static void model_error(struct srunner *sr, struct sjob *sj, const char *exc_type,
+			const char *detail, const char *tech, int rejected)
 {
+	const struct reg_model *model = sr->r->model;
 	struct mstate *fb = model->fallback ? sched__mstate_of(model->fallback->id) : NULL;
 
-	if (is_oom(exc_type, detail)) {
+	if (!rejected && is_oom(exc_type, detail)) {
 		oom(sj, model, tech);
-	} else if (fb) {
-		sched__add_tried(sj->job, model->id);
+		return;
+	}
+	if (fb) {
+		sched__add_tried(sj->job, model->id, 0);
 		sched__note_fallback(sj, fb->model);
 		sched__requeue(sj, fb, tech);
+	} else if (rejected) {
+		sched__fail_job(sj, "INTERNAL", "Something went wrong while preparing your request",
+				"Try another quality", "RETRY", tech);
 	} else {
 		sched__fail_job(sj, "INTERNAL", "Something went wrong while creating your result",
 				"Try again; if it keeps happening, try another quality", "RETRY",
 				tech);
 	}
+	/* Counted after the job left: a model that rests now moves the others. */
+	sched__model_error(sr->m, tech);
 }
 
 /*
@@ -312,7 +326,7 @@ static void lost(struct srunner *sr, struct sjob *sj, const char *tech)
 	server.runners_crashed++;
 	metrics_inc(MC_RUNNERS_CRASHED, &(struct metrics_labels){.model = sr->m->model->id}, 1);
 	if (f && sr->m->failures + 1 >= SCHED_FAILURES_MAX) {
-		sched__add_tried(sj->job, sr->m->model->id);
+		sched__add_tried(sj->job, sr->m->model->id, 0);
 		sched__note_fallback(sj, f->model);
 		sched__requeue(sj, f, tech);
 		return;
@@ -340,11 +354,8 @@ void sched__on_job_error(struct runner *r, uint64_t ticket, int kind, const char
 			sched__requeue(sj, NULL, tech);
 		break;
 	case RUNNER_ERR_MODEL:
-		model_error(sj, r->model, exc_type, detail, tech);
-		break;
 	case RUNNER_ERR_REJECTED:
-		sched__fail_job(sj, "INTERNAL", "Something went wrong while preparing your request",
-				"Try another quality", "RETRY", tech);
+		model_error(sr, sj, exc_type, detail, tech, kind == RUNNER_ERR_REJECTED);
 		break;
 	case RUNNER_ERR_LOST:
 		lost(sr, sj, tech);

@@ -142,6 +142,8 @@ int sched_init(const struct sched_hooks *hooks, struct err *err)
 	memset(&sched__s, 0, sizeof sched__s);
 	sched__s.hooks = *hooks;
 	sched__s.reg = registry_ref(server.reg);
+	if (sched__load_holds(err) < 0)
+		return -1;
 	vram_init(cfg->gpu_vram, cfg->gpu_devices, limit ? atoll(limit) : 0);
 	sched__build_models(sched__s.reg);
 	uv_timer_init(server.loop, &sched__s.pump_timer);
@@ -186,6 +188,8 @@ void sched_shutdown(void)
 	sched__free_jobs();
 	sched__free_models();
 	registry_unref(sched__s.reg);
+	json_object_put(sched__s.holds);
+	sched__s.holds = NULL;
 	sched__s.reg = NULL;
 	uv_close((uv_handle_t *)&sched__s.pump_timer, NULL);
 	uv_close((uv_handle_t *)&sched__s.drain_timer, NULL);

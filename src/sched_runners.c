@@ -28,6 +28,11 @@
 #define COOLDOWN_MS 30000 /* a model that keeps failing rests this long */
 #define AGING_MS 30000    /* a job waiting this long may evict a busy model's idle runner */
 #define WAIT_TEXT "Waiting for resources to free up"
+#define RETRY_TEXT "Getting a server ready after a problem"
+
+const char sched__paused_text[] =
+	"This quality is paused for now. Your request starts when it is back; you can also "
+	"cancel it and pick another quality.";
 #define POSITIONS_MS 200  /* queue places are told at most this often per queue */
 
 static int64_t scaled(int64_t ms)
@@ -93,7 +98,7 @@ static void model_entry(struct pl_model *pm, const struct mstate *m, int64_t now
 	pm->min_instances = rm->min_instances;
 	pm->max_instances = rm->max_instances;
 	pm->startable = startable(m, now);
-	pm->resting = m->cooldown_until_ms > now;
+	pm->resting = m->cooldown_until_ms > now || m->held;
 	pm->waiting = waiting_for(m, &pm->oldest_wait_ms);
 	pm->weight = rm->weight;
 	pm->weight_set = rm->weight_set;
@@ -170,12 +175,13 @@ static struct sjob *next_job(struct mstate *m)
 static void dispatch_tier(struct tier *t)
 {
 	int progress = 1;
+	int64_t now = util_now_ms();
 
 	while (progress && t->nmodels > 0) {
 		progress = 0;
 		for (size_t k = 0; k < t->nmodels; k++) {
 			struct mstate *m = t->models[(t->rr + k) % t->nmodels];
-			struct srunner *sr = idle_runner(m);
+			struct srunner *sr = m->cooldown_until_ms > now ? NULL : idle_runner(m);
 			struct sjob *sj = sr ? next_job(m) : NULL;
 			if (sj == NULL)
 				continue;
@@ -194,6 +200,11 @@ static void dispatch_untiered(struct mstate *m)
 	while (m->q.head && (sr = idle_runner(m)) != NULL)
 		sched__dispatch(m->q.head, sr);
 }
+
+static struct mstate *fallback_of(struct mstate *m);
+static void cannot_run(struct mstate *m, const char *why);
+static void fall_back_queue(struct mstate *m, struct squeue *q, struct mstate *fb,
+			    const char *why);
 
 /* ---- starting runners ---- */
 
@@ -244,7 +255,9 @@ struct srunner *sched__start_runner(struct mstate *m, int gpu, int64_t bytes)
 			     &sched__runner_cbs, sr, &e);
 	if (sr->r == NULL) {
 		free(sr);
-		sched__start_failed(m, e.msg);
+		metrics_inc(MC_RUNNER_START_FAILS, &(struct metrics_labels){.model = m->model->id}, 1);
+		metrics_event("start_failure", m->model->id, NULL);
+		cannot_run(m, e.msg);
 		return NULL;
 	}
 	sr->reg = registry_ref(sched__s.reg);
@@ -260,19 +273,47 @@ struct srunner *sched__start_runner(struct mstate *m, int gpu, int64_t bytes)
 	return sr;
 }
 
-/* Tells the head job why it waits (published once per change). */
+/* Tells a job why it waits (published once per change). */
+static void say(struct sjob *sj, const char *text)
+{
+	if (sj == NULL || sj->waiting == text)
+		return;
+	sj->waiting = text;
+	sched__publish(sj, "state");
+}
+
 static void say_waiting(struct sjob *sj)
 {
-	if (sj == NULL || sj->waiting != NULL)
-		return;
-	sj->waiting = WAIT_TEXT;
-	sched__publish(sj, "state");
+	if (sj != NULL && sj->waiting == NULL)
+		say(sj, WAIT_TEXT);
+}
+
+/* Every job of q hears that what it asked for is paused. */
+static void say_paused(struct squeue *q)
+{
+	for (struct sjob *sj = q->head; sj; sj = sj->next)
+		say(sj, sched__paused_text);
+}
+
+void sched__unpause(struct squeue *q)
+{
+	for (struct sjob *sj = q->head; sj; sj = sj->next)
+		if (sj->waiting == sched__paused_text)
+			say(sj, NULL);
+}
+
+int sched__tier_paused(const struct tier *t)
+{
+	for (size_t i = 0; i < t->nmodels; i++)
+		if (!t->models[i]->held)
+			return 0;
+	return t->nmodels > 0;
 }
 
 /* The head job of m moves to the fallback f, which can serve it now. */
 static void move_head_to(struct mstate *m, struct sjob *sj, struct mstate *f)
 {
-	sched__add_tried(sj->job, m->model->id);
+	sched__add_tried(sj->job, m->model->id, 0);
 	sched__note_fallback(sj, f->model);
 	log_info("job moved to a fallback that fits job=%s from=%s to=%s", sj->job->id,
 		 m->model->id, f->model->id);
@@ -314,11 +355,34 @@ static int apply(struct snap *sn, struct mstate *m, struct sjob *head)
 	}
 }
 
+
+/*
+ * Jobs pinned to a model the operators hold go to its fallback, or to
+ * another model of its tier, or wait knowing that it is paused.
+ */
+static void pinned_to_held(struct mstate *m)
+{
+	struct mstate *fb = fallback_of(m);
+
+	if (fb) {
+		fall_back_queue(m, &m->q, fb, "paused by an operator");
+	} else if (m->tier && !sched__tier_paused(m->tier)) {
+		while (m->q.head)
+			sched__move(m->q.head, NULL, "paused by an operator");
+	} else {
+		say_paused(&m->q);
+	}
+}
+
 /* Runners for the jobs pinned to m. */
 static void start_pinned(struct mstate *m)
 {
 	struct snap sn;
 
+	if (m->held && !m->retired && m->q.head) {
+		pinned_to_held(m);
+		return;
+	}
 	while (m->q.n > (size_t)m->nstarting && m->nrunners < m->model->max_instances &&
 	       startable(m, util_now_ms())) {
 		int more;
@@ -365,7 +429,10 @@ static void start_unpinned(struct tier *t)
 			idx[n++] = t->models[i]->index;
 		if (tier_dead(&sn, t)) {
 			snap_free(&sn);
-			sched__fall_back(t->models[0], "no model of this quality can run now");
+			if (sched__tier_paused(t) && fallback_of(t->models[0]) == NULL)
+				say_paused(&t->q);
+			else
+				sched__fall_back(t->models[0], "no model of this quality can run now");
 			return;
 		}
 		m = pl_pick_start(&sn.s, idx, n);
@@ -540,7 +607,7 @@ static void fall_back_queue(struct mstate *m, struct squeue *q, struct mstate *f
 {
 	while (q->head) {
 		struct sjob *sj = q->head;
-		sched__add_tried(sj->job, m->model->id);
+		sched__add_tried(sj->job, m->model->id, 0);
 		if (fb == NULL) {
 			sched__dequeue(sj);
 			sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
@@ -575,11 +642,23 @@ void sched__fall_back(struct mstate *m, const char *why)
 		fall_back_queue(m, &t->q, fb && fb->tier != t ? fb : NULL, why);
 }
 
+/* Jobs of m that wait through its retries hear why. */
+static void say_retrying(struct mstate *m)
+{
+	struct squeue *qs[2] = {&m->q, m->tier ? &m->tier->q : NULL};
+
+	for (int i = 0; i < 2; i++)
+		for (struct sjob *sj = qs[i] ? qs[i]->head : NULL; sj; sj = sj->next)
+			if (sj->waiting != sched__paused_text)
+				say(sj, RETRY_TEXT);
+}
+
 static void model_failed(struct mstate *m, const char *why)
 {
 	int64_t now = util_now_ms();
 
 	m->failures++;
+	snprintf(m->last_error, sizeof m->last_error, "%s", why);
 	log_warn("model failure model=%s failures=%d reason=%s", m->model->id, m->failures,
 		 log_q(why));
 	if (m->failures >= SCHED_FAILURES_MAX) {
@@ -594,14 +673,21 @@ static void model_failed(struct mstate *m, const char *why)
 	}
 	/* The first failure restarts at once; then 250 ms, 500 ms, ... */
 	m->retry_at_ms = now + (m->failures > 1 ? scaled(125LL << m->failures) : 0);
+	say_retrying(m);
 }
 
+/*
+ * A runner of m did not start (it exited, or never answered). When a
+ * fallback serves now, m rests for its backoff and its jobs move there at
+ * once; without one, they wait through at most SCHED_FAILURES_MAX tries,
+ * told why, then fail.
+ */
 void sched__start_failed(struct mstate *m, const char *why)
 {
-	/* A model with a fallback does not keep its users waiting on retries. */
-	if (m->model->fallback && m->failures + 1 < SCHED_FAILURES_MAX) {
+	if (fallback_of(m) != NULL && m->failures + 1 < SCHED_FAILURES_MAX) {
 		m->failures++;
-		m->retry_at_ms = util_now_ms() + scaled(250LL << m->failures);
+		snprintf(m->last_error, sizeof m->last_error, "%s", why);
+		m->retry_at_ms = m->cooldown_until_ms = util_now_ms() + scaled(250LL << m->failures);
 		log_warn("model failed to start model=%s failures=%d reason=%s", m->model->id,
 			 m->failures, log_q(why));
 		sched__fall_back(m, why);
@@ -609,6 +695,21 @@ void sched__start_failed(struct mstate *m, const char *why)
 		model_failed(m, why);
 	}
 	sched__pump();
+}
+
+/* m's command cannot be run at all (missing, not executable): retrying cannot help. */
+static void cannot_run(struct mstate *m, const char *why)
+{
+	if (m->failures < SCHED_FAILURES_MAX - 1)
+		m->failures = SCHED_FAILURES_MAX - 1;
+	model_failed(m, why);
+	sched__pump();
+}
+
+void sched__model_error(struct mstate *m, const char *why)
+{
+	m->errors++;
+	model_failed(m, why);
 }
 
 /* ---- what runners say about themselves ---- */
@@ -663,9 +764,15 @@ static void on_gone(struct runner *r, const char *why, int failed, int during_st
 	unlink_runner(sr);
 	sched__release_gpu(sr);
 	sched__record_runner_delete(r->id);
-	if (sj) { /* handed over this turn, never sent: it simply waits again */
+	if (sj) {
+		/*
+		 * Handed over this turn and never sent, or running on a runner the
+		 * operators stopped: it simply waits again, no attempt lost.
+		 */
 		sr->job = NULL;
 		sj->job->attempt--;
+		if (sj->job->status == JOB_PREPARING)
+			sched__add_tried(sj->job, m->model->id, -1);
 		sched__requeue(sj, NULL, why);
 	}
 	if (failed && !server.stopping) {

@@ -258,6 +258,7 @@ static int64_t instances(const struct sjob *sj, int *has_runner)
 	return n;
 }
 
+/* Seconds until the job is done, or -1 when nobody can say (it waits for an operator). */
 static int64_t eta(const struct sjob *sj, int64_t pos)
 {
 	const struct reg_quality *q = &sj->fn->qualities[sj->quality];
@@ -265,6 +266,8 @@ static int64_t eta(const struct sjob *sj, int64_t pos)
 	struct mstate *m = model_of(sj);
 	struct pl_eta in = {.status = sj->job->status, .position = pos, .run_s = typical};
 
+	if (sj->waiting == sched__paused_text)
+		return -1;
 	if (m) {
 		in.run_s = estimate_run_s(&m->est, estimate_cost(sj->fn, sj->params), typical);
 		in.start_s = estimate_start_s(&m->est);
@@ -406,9 +409,9 @@ void sched__fail_job(struct sjob *sj, const char *code, const char *message,
 	sched__finish(sj, JOB_FAILED);
 }
 
-void sched__add_tried(struct job *j, const char *model_id)
+void sched__add_tried(struct job *j, const char *model_id, int runs)
 {
-	struct json_object *a = NULL;
+	struct json_object *a = NULL, *entry = NULL;
 	struct err e = {0};
 
 	if (json_parse(j->tried_json, strlen(j->tried_json), 4, &a, &e) < 0 ||
@@ -416,7 +419,31 @@ void sched__add_tried(struct job *j, const char *model_id)
 		json_object_put(a);
 		a = json_object_new_array();
 	}
-	json_object_array_add(a, json_str(model_id));
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		struct json_object *x = json_object_array_get_idx(a, i);
+		if (json_object_is_type(x, json_type_string) &&
+		    strcmp(json_object_get_string(x), model_id) == 0) {
+			/* An older row's plain id: it ran there once. */
+			entry = json_object_new_object();
+			json_put(entry, "model", json_str(model_id));
+			json_put(entry, "runs", json_int(1));
+			json_object_array_put_idx(a, i, entry);
+			break;
+		}
+		if (json_object_is_type(x, json_type_object) && json_get_str(x, "model") &&
+		    strcmp(json_get_str(x, "model"), model_id) == 0) {
+			entry = x;
+			break;
+		}
+	}
+	if (entry == NULL) {
+		entry = json_object_new_object();
+		json_put(entry, "model", json_str(model_id));
+		json_put(entry, "runs", json_int(0));
+		json_object_array_add(a, entry);
+	}
+	runs += (int)json_get_int(entry, "runs", 0);
+	json_put(entry, "runs", json_int(runs > 0 ? runs : 0));
 	free(j->tried_json);
 	j->tried_json = json_dumps(a);
 	json_object_put(a);
@@ -520,6 +547,7 @@ void sched__dispatch(struct sjob *sj, struct srunner *sr)
 	sr->job = sj;
 	snprintf(pid, sizeof pid, "%s-%d", sj->job->id, sj->job->attempt);
 	job_set_str(&sj->job->model_id, sr->m->model->id);
+	sched__add_tried(sj->job, sr->m->model->id, 1);
 	job_set_str(&sj->job->runner_id, sr->r->id);
 	job_set_str(&sj->job->remote_prompt_id, pid);
 	job_set_str(&sj->job->remote_url, sr->r->base_url);
@@ -552,7 +580,8 @@ int sched__route(const struct reg_function *fn, int quality, const char *key, st
 	for (size_t i = 0; i < (*t)->nmodels && n < 64; i++, n++) {
 		const struct mstate *m = (*t)->models[i];
 		pm[n] = (struct pl_model){.weight = m->model->weight, .weight_set = m->model->weight_set,
-					  .resting = m->cooldown_until_ms > now, .fallback = -1};
+					  .resting = m->cooldown_until_ms > now || m->held,
+					  .fallback = -1};
 		idx[n] = (int)n;
 	}
 	s.nmodels = n;
@@ -568,7 +597,7 @@ int sched__route(const struct reg_function *fn, int quality, const char *key, st
 	for (size_t i = 0; i < n; i++) {
 		const struct reg_model *fb = (*t)->models[i]->model->fallback;
 		struct mstate *f = fb ? sched__mstate_of(fb->id) : NULL;
-		if (f && f->cooldown_until_ms <= now) {
+		if (f && f->cooldown_until_ms <= now && !f->held) {
 			*pin = f;
 			*t = f->tier ? f->tier : *t;
 			return 0;
@@ -679,7 +708,7 @@ static struct job *job_for(const struct sched_request *rq)
 
 int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, struct err *err)
 {
-	struct tier *t;
+	struct tier *t, *asked = sched__tier_of(rq->fn, rq->quality);
 	struct mstate *pin;
 	struct sjob *sj;
 	struct job *j;
@@ -697,9 +726,16 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 			rq->fn->qualities[rq->quality].key);
 		return -1;
 	}
+	if (pin == NULL && sched__tier_paused(t)) {
+		job_free(j);
+		err_set(err, ERR_PAUSED, "quality: %s is paused", rq->fn->qualities[rq->quality].key);
+		return -1;
+	}
 	job_set_str(&j->model_id, pin ? pin->model->id : NULL);
 	sj = sched__sjob_new(j, sched__s.reg, rq->fn, rq->quality, json_object_get(rq->params));
 	sj->is_new = 1;
+	if (pin && t != asked) /* its quality rests or is paused: the user is told */
+		sched__note_fallback(sj, pin->model);
 	server.jobs_submitted++;
 	sched__table_add(sj);
 	sched__enqueue(sj, t, pin);

@@ -125,6 +125,12 @@ int sched_metrics(struct buf *b);
 /* Jobs waiting in queues. */
 size_t sched_queued(void);
 /* NULL when new jobs can be taken, else why not (for /ready). */
+/*
+ * 1 when the operators hold every model of that function's quality and no
+ * fallback serves it: a submit is refused (ERR_PAUSED) and the catalog
+ * says it is not available. 0 otherwise, also for unknown names.
+ */
+int sched_quality_paused(const char *function, const char *quality);
 const char *sched_not_ready(void);
 
 /* Operator views (GET /api/admin/runners, /models); caller owns the result. */

@@ -79,9 +79,11 @@ struct mstate {
 	struct squeue q;               /* jobs only it may run */
 	struct srunner *runners;
 	int nrunners, nstarting;
-	int failures;                  /* consecutive start failures and crashes */
+	int failures;                  /* consecutive start failures, crashes and job errors */
+	int errors;                    /* jobs its model server failed (not OOM), in all */
+	char last_error[300];          /* operators: the last failure's cause, or "" */
 	int restarts;                  /* runners started to replace a failed one */
-	int held;                      /* operator stop/drain: start no runner until start */
+	int held;                      /* operator stop/drain (or a retired model): start no runner */
 	int retired;                   /* gone from the registry: kept until its runners exit */
 	int64_t retry_at_ms;           /* no new start before (backoff or cooldown) */
 	int64_t cooldown_until_ms;     /* resting after repeated failures */
@@ -137,6 +139,7 @@ struct sched {
 	void (*stop_done)(void);
 	int pump_wanted;
 	int64_t positions_ms;          /* when queue places were last told */
+	struct json_object *holds;     /* model id -> "stop" | "drain": operator holds (stored) */
 };
 
 extern struct sched sched__s;
@@ -162,7 +165,13 @@ void sched__publish(struct sjob *sj, const char *type);
 void sched__fail_job(struct sjob *sj, const char *code, const char *message,
 		     const char *suggestion, const char *action, const char *detail);
 void sched__finish(struct sjob *sj, int status);
-void sched__add_tried(struct job *j, const char *model_id);
+/*
+ * The job's tried list (tried_json, shown to operators): one entry per
+ * model it was sent to or waited for, {"model": ID, "runs": N}; runs are
+ * the times it was sent there (0: it only waited: the model did not start,
+ * was paused or did not fit). Adds runs (may be negative) to model_id's.
+ */
+void sched__add_tried(struct job *j, const char *model_id, int runs);
 void sched__note_fallback(struct sjob *sj, const struct reg_model *to);
 /* Back to a queue: its tier (any model), or pinned to `to` (a fallback). */
 void sched__requeue(struct sjob *sj, struct mstate *to, const char *why);
@@ -212,6 +221,10 @@ void sched__effect_reply_stored(struct job *j, sched_submit_fn cb, void *ud);
 /* Runner rows for orphan cleanup: written in the next commit. */
 void sched__record_runner_put(const struct runner *r);
 void sched__record_runner_delete(const char *id);
+/* A meta row (store_meta_put; value NULL deletes it): written in the next commit. */
+void sched__record_meta(const char *key, const char *value);
+/* sched_admin.c: reads the operators' holds from the store (before the models are built). */
+int sched__load_holds(struct err *err);
 /* Commits what is pending and runs the effects now; -1 when the store failed. */
 int sched__flush(void);
 /* 1 while the store takes writes. */
@@ -227,6 +240,14 @@ void sched__commit_shutdown(void);
 void sched__run_pump(void);
 /* A runner of m could not start: back off, move its jobs to a fallback, maybe rest. */
 void sched__start_failed(struct mstate *m, const char *why);
+/* A job failed by m's model server itself (its command, its workflow): counted as a failure. */
+void sched__model_error(struct mstate *m, const char *why);
+/* 1 when the operators hold every model of t (stop or drain). */
+int sched__tier_paused(const struct tier *t);
+/* Jobs of q told "paused" hear that it is back. */
+void sched__unpause(struct squeue *q);
+/* The waiting text of a job whose quality is paused (compared by address). */
+extern const char sched__paused_text[];
 int64_t sched__need(const struct mstate *m);
 /* The GPU where bytes fits now (placement's answer), or -1. */
 int sched__place(int64_t bytes);

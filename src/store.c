@@ -133,6 +133,9 @@ enum stmt {
 	ST_RUNNER_DELETE,
 	ST_RUNNER_LIST,
 	ST_PROBE,
+	ST_META_PUT,
+	ST_META_DELETE,
+	ST_META_LIST,
 	ST_COUNT
 };
 
@@ -190,6 +193,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_RUNNER_LIST] = ("SELECT id, model_id, pid, port, container_id,"
 			    " started_at FROM runners ORDER BY started_at, id"),
 	[ST_PROBE] = "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?1)",
+	[ST_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+	[ST_META_DELETE] = "DELETE FROM meta WHERE key = ?1",
+	[ST_META_LIST] = "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1"
+			 " ORDER BY key",
 };
 
 enum ftype {
@@ -975,4 +982,47 @@ int store_probe(struct store *s, struct err *err)
 	snprintf(value, 64, "%llu %lld", (unsigned long long)++n, (long long)util_now_ms());
 	sqlite3_bind_blob(st, 1, value, sizeof value, SQLITE_TRANSIENT);
 	return step_done(s, st, "probe", err);
+}
+
+int store_meta_put(struct store *s, const char *key, const char *value, struct err *err)
+{
+	sqlite3_stmt *st = s->st[ST_META_PUT];
+
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 2, value, (int)strlen(value), SQLITE_TRANSIENT);
+	return step_done(s, st, "meta put", err);
+}
+
+int store_meta_delete(struct store *s, const char *key, struct err *err)
+{
+	sqlite3_stmt *st = s->st[ST_META_DELETE];
+
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+	return step_done(s, st, "meta delete", err);
+}
+
+int store_meta_list(struct store *s, const char *prefix, store_meta_fn fn, void *ud,
+		    struct err *err)
+{
+	sqlite3_stmt *st = s->st[ST_META_LIST];
+	int rc;
+
+	sqlite3_bind_text(st, 1, prefix, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *key = (const char *)sqlite3_column_text(st, 0);
+		char value[1024];
+		int n = sqlite3_column_bytes(st, 1);
+		const void *b = sqlite3_column_blob(st, 1);
+
+		if (n >= (int)sizeof value)
+			n = (int)sizeof value - 1;
+		if (n > 0)
+			memcpy(value, b, (size_t)n);
+		value[n > 0 ? n : 0] = '\0';
+		fn(key, value, ud);
+	}
+	if (rc != SQLITE_DONE)
+		db_fail(s, "meta list", err);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }

@@ -131,4 +131,17 @@ void store_runners_free(struct store_runner *v, size_t n);
  */
 int store_probe(struct store *s, struct err *err);
 
+/*
+ * Small named values that outlive a restart (the meta table): an
+ * operator's hold of a model is "hold/<model id>". Values are text of at
+ * most 1023 bytes (longer ones are cut when read). store_meta_list calls
+ * fn for every key that starts with prefix, in key order; the strings are
+ * valid during the call only.
+ */
+typedef void (*store_meta_fn)(const char *key, const char *value, void *ud);
+int store_meta_put(struct store *s, const char *key, const char *value, struct err *err);
+int store_meta_delete(struct store *s, const char *key, struct err *err);
+int store_meta_list(struct store *s, const char *prefix, store_meta_fn fn, void *ud,
+		    struct err *err);
+
 #endif

@@ -105,20 +105,33 @@ static const char *nonempty(const char *s, const char *def)
 	return s != NULL && s[0] != '\0' ? s : def;
 }
 
-/* What the server already tried, in plain words: "We tried 3 times, on 2 different servers." */
+/*
+ * What the server tried, in plain words, from the job's tried list
+ * ({"model", "runs"} entries; a plain id in older rows is one run):
+ * "We tried 3 times, on 2 different servers."
+ */
 static void tried_sentence(const struct job *j, char *text, size_t n)
 {
 	struct json_object *tried = NULL;
 	struct err e = {0};
-	int attempts = j->attempt + 1, servers = 1;
+	int attempts = 0, servers = 0;
 
 	if (j->tried_json && json_parse(j->tried_json, strlen(j->tried_json), 4, &tried, &e) == 0 &&
-	    json_object_is_type(tried, json_type_array))
-		servers += (int)json_object_array_length(tried);
+	    json_object_is_type(tried, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(tried); i++) {
+			struct json_object *x = json_object_array_get_idx(tried, i);
+			int runs = json_object_is_type(x, json_type_string)
+					   ? 1 : (int)json_get_int(x, "runs", 0);
+			attempts += runs;
+			servers += runs > 0;
+		}
+	}
 	json_object_put(tried);
-	if (attempts < servers)
-		attempts = servers;
-	if (attempts == 1)
+	if (attempts == 0 && j->error_code && strcmp(j->error_code, "MODEL_UNAVAILABLE") == 0)
+		snprintf(text, n, "We could not start a server for it.");
+	else if (attempts == 0)
+		snprintf(text, n, "It had not started yet.");
+	else if (attempts == 1)
 		snprintf(text, n, "We tried once.");
 	else if (servers > 1)
 		snprintf(text, n, "We tried %d times, on %d different servers.", attempts, servers);

@@ -967,7 +967,7 @@ START_TEST(job_end_to_end_in_a_container)
 		struct json_object *rs = gw_json(&g, "GET", "/api/admin/runners", NULL, NULL);
 		const char *rid = gw_str(json_object_array_get_idx(json_object_object_get(rs, "runners"), 0), "id");
 		ck_assert_ptr_nonnull(rid);
-		snprintf(path, sizeof path, "%s/logs/%s.log", data_dir, rid);
+		snprintf(path, sizeof path, "%s/logs/img/%s.log", data_dir, rid);
 		json_object_put(rs);
 	}
 	free(wait_file(path, 10000, "listening model=sim addr=0.0.0.0 port=8188", "prompt done",

@@ -249,8 +249,12 @@ int main(int argc, char **argv)
 	out = abs_dir(a.out);
 	temp = abs_dir(a.temp);
 	in = abs_dir(a.in);
-	if (!out || !temp || !in || load_model(&a) < 0)
+	if (!out || !temp || !in || load_model(&a) < 0) {
+		free(out);
+		free(temp);
+		free(in);
 		return 1;
+	}
 	wipe_dir(temp);
 	worker.settings.output_dir = out;
 	worker.settings.temp_dir = temp;
