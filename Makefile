@@ -1,8 +1,8 @@
-# Function Runner: one Makefile, no configure (STYLE.md §12).
+# Function Runner: one Makefile, no configure (docs/style.md §12).
 #   make          bin/fnrun and bin/fnrun-worker
 #   make check    every test, built with ASan+UBSan, then each fuzz corpus replayed
 #   make run      install what is missing, build, serve the demo
-#   make bench    the figures of DESIGN.md §7
+#   make bench    the figures of docs/design.md §9
 CC      ?= cc
 PKGS    := libuv json-c yaml-0.1 sqlite3 libcurl libssl zlib libpng
 # pkg-config runs when a recipe first needs it, not when make reads this
@@ -94,7 +94,7 @@ deps:
 $(BUILD)/bench/bench: $(BUILD)/bench/bench.o $(BUILD)/tests/testutil.o $(BUILD)/tests/tws.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
 
-# Figures of DESIGN.md §7 on this machine, optimised build; prints only.
+# Figures of docs/design.md §9 on this machine, optimised build; prints only.
 bench: all $(BUILD)/bench/bench
 	FNRUN_BIN=$(BIN) FNRUN_ROOT=$(CURDIR) $(BUILD)/bench/bench
 
@@ -107,7 +107,7 @@ clean:
 .PHONY: all check run metrics-demo deps bench format clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-# ---- containers: runtime docker (DESIGN.md §5), images built locally ----
+# ---- containers: runtime docker (docs/registry.md), images built locally ----
 #   make images                  every image under containers/, from $(BIN)/fnrun-worker
 #   make build-model MODEL=x     one image, localhost/fnrun/x (x: a directory of containers/)
 #   make model-shell MODEL=x     a shell in image x, as fnrun runs it (the host's busybox mounted)

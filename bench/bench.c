@@ -1,5 +1,5 @@
 /*
- * bench.c - `make bench`: the figures of DESIGN.md §7, measured on real
+ * bench.c - `make bench`: the figures of docs/design.md §9, measured on real
  * processes over loopback. Prints; asserts nothing.
  *
  *   worker:  exec -> first 200 on /health; POST /prompt round trip;

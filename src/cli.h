@@ -1,11 +1,11 @@
 /*
  * cli.h - the command-line client: `fnrun submit|jobs|job|cancel|functions`
- * (DESIGN.md §9), speaking the user API over HTTP with libcurl's easy
+ * (docs/design.md §1), speaking the user API over HTTP with libcurl's easy
  * interface (blocking is fine in a client).
  *
  * main.c dispatches `serve` and `check` itself and hands every other
  * command to cli_main(), which returns -1 for a name it does not know.
- * Commands are a table of {name, usage, fn} (STYLE.md §5); a usage error
+ * Commands are a table of {name, usage, fn} (docs/style.md §5); a usage error
  * prints the entry's usage string and exits 2.
  *
  * Exit statuses: 0 done, 1 failed (the job or the request), 2 usage,

@@ -1,6 +1,6 @@
 /*
  * comfy.h - the ComfyUI client: what the gateway says to a model server
- * (COMFYUI.md). POST /prompt, POST /interrupt, GET /health, the /ws
+ * (docs/comfyui.md). POST /prompt, POST /interrupt, GET /health, the /ws
  * session that reports a prompt's progress, and a result fetch (GET
  * /history/{id}, then GET /view for each output, copied into the output
  * store).

@@ -1,6 +1,6 @@
 /*
  * errors.h - the user-facing error catalog, and the one function that
- * formats error replies (STYLE.md §4).
+ * formats error replies (docs/style.md §4).
  *
  * Every code has a plain-language message, a suggestion and an action a
  * user interface can offer (REDUCE_QUALITY, RETRY, WAIT, EDIT_INPUT, NONE).

@@ -433,7 +433,7 @@ struct http_stream {
 
 static void stream_on_read(void *ud, const char *p, size_t n)
 {
-	/* Read only to notice the peer's EOF (STACK.md 3); bytes are dropped. */
+	/* Read only to notice the peer's EOF (docs/stack.md §3); bytes are dropped. */
 	(void)ud;
 	(void)p;
 	(void)n;

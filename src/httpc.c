@@ -1,5 +1,5 @@
 /*
- * httpc.c - libcurl multi on libuv (STACK.md §2).
+ * httpc.c - libcurl multi on libuv (docs/stack.md §2).
  *
  * libcurl tells us which sockets to watch (on_curl_socket: one uv_poll_t
  * per socket, stored with curl_multi_assign) and when to call it back

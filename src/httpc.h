@@ -1,6 +1,6 @@
 /*
  * httpc.h - an asynchronous HTTP client on the daemon's libuv loop: libcurl's
- * multi interface driven by curl_multi_socket_action (STACK.md §2).
+ * multi interface driven by curl_multi_socket_action (docs/stack.md §2).
  *
  * One struct httpc per loop, used only from the loop thread. Each request is
  * a struct httpc_call whose callback runs exactly once, from the loop,

@@ -1,6 +1,6 @@
 /*
  * placement.h - the scheduler's decisions as pure functions over a
- * snapshot of models, runners and GPU budgets (DESIGN.md §6): which model
+ * snapshot of models, runners and GPU budgets (docs/design.md §3): which model
  * of a tier a job goes to (route), which GPU a new runner goes on (place),
  * which idle runners stop to make room (evict), what serves when a model
  * cannot (fall back), what to do for a model that needs one more runner

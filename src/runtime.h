@@ -1,6 +1,6 @@
 /*
- * runtime.h - one interface for the ways a model server runs (DESIGN.md
- * §5): `process` (a child process in its own process group), `docker` (a
+ * runtime.h - one interface for the ways a model server runs (docs/registry.md,
+ * "runtime"): `process` (a child process in its own process group), `docker` (a
  * container through the Docker Engine API) and `external` (a server that
  * is already running at a URL, never started or stopped by us). The
  * runner uses only this interface; each runtime is one file.

@@ -5,7 +5,7 @@
  * After http_ws_accept() the connection belongs to a ws_conn (see
  * http_internal.h). Bytes read go to wslay_event_recv(); the frames wslay
  * produces are gathered in ws->out by ws_send_cb and flushed with one write
- * (STACK.md 4). wslay answers pings and close frames itself.
+ * (docs/stack.md §4). wslay answers pings and close frames itself.
  *
  * Invariants:
  * 1. Flushes never run inside wslay_event_recv() (ws->in_recv): messages

@@ -3,7 +3,7 @@
  *
  * http_ws_accept() answers a GET that asks to upgrade with 101 and hands the
  * connection to a ws_conn. Frames are gathered and flushed with one write
- * each, TCP_NODELAY is set (STACK.md §4). wslay answers pings and close
+ * each, TCP_NODELAY is set (docs/stack.md §4). wslay answers pings and close
  * frames itself. Messages over max_message bytes close the connection (1009).
  */
 #ifndef FNRUN_WS_H

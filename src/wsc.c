@@ -1,6 +1,6 @@
 /*
  * wsc.c - WebSocket client: our own opening handshake, then wslay frames
- * over a uv_tcp_t (STACK.md §4).
+ * over a uv_tcp_t (docs/stack.md §4).
  *
  * States, each entered only through set_state():
  *

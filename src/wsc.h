@@ -1,6 +1,6 @@
 /*
  * wsc.h - a WebSocket client (RFC 6455) to model servers, wslay over a
- * uv_tcp_t with our own opening handshake (STACK.md §4).
+ * uv_tcp_t with our own opening handshake (docs/stack.md §4).
  *
  * Lifecycle: wsc_connect() -> on_open -> on_text/on_binary ... -> on_close.
  * on_close runs exactly once on every path (refused, timeout, bad

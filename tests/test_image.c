@@ -727,8 +727,8 @@ static void compare_object_info(const char *label, const char *name)
 
 	snprintf(path, sizeof path, "%s/fixtures/comfyui/comfy-transcript.jsonl", tu_shared());
 	text = tu_read_file(path, NULL);
-	ck_assert_msg(text != NULL, "%s missing: the shared fixtures must be beside the checkout "
-		      "(or set FNRUN_SHARED)", path);
+	ck_assert_msg(text != NULL, "%s missing: the recordings are kept in tests/fixtures/comfyui/ "
+		      "(or set FNRUN_SHARED to another copy)", path);
 	line = strstr(text, label);
 	ck_assert_ptr_nonnull(line);
 	while (line > text && line[-1] != '\n')

@@ -193,7 +193,7 @@ END_TEST
 
 START_TEST(test_transition_table)
 {
-	/* legal[from][to], straight from DESIGN.md §2. */
+	/* legal[from][to], straight from docs/design.md §4. */
 	static const int legal[JOB_STATUS_COUNT][JOB_STATUS_COUNT] = {
 		/* to: Q  P  R  C  F  X */
 		[JOB_QUEUED] = {0, 1, 0, 0, 1, 1},

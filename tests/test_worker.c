@@ -1,7 +1,7 @@
 /*
  * test_worker.c - fnrun-worker against the recorded ComfyUI 0.3.64
  * session (tests/fixtures/comfyui/comfy-transcript.jsonl) and the
- * behaviour COMFYUI.md describes.
+ * behaviour docs/comfyui.md describes.
  *
  * Each test starts its own worker on a free port in its own temp dir and
  * drives it as a ComfyUI client does: /ws?clientId=X first, then POST
@@ -1942,7 +1942,7 @@ START_TEST(reconnect_mid_run_gets_the_current_node)
 	id = cc_submit_ok(w.port, b);
 	json_object_put(b);
 	next_progress(t);
-	tws_close(t); /* close the old socket first, as COMFYUI.md advises */
+	tws_close(t); /* close the old socket first, as docs/comfyui.md advises */
 	t2 = cc_ws_open(w.port, "", QCID, &first);
 	ck_assert_str_eq(first, "{\"type\": \"status\", \"data\": {\"status\": {\"exec_info\": "
 				"{\"queue_remaining\": 1}}, \"sid\": \"" QCID "\"}}");
