@@ -1,8 +1,9 @@
 /*
  * registry_model.c - the models section of the registry: each model's
  * function and quality, its runtime keys (command, image, url or urls,
- * env), its workflow file and the binds of params into it; then the
- * fallbacks, which need every model: resolved by id, kept within one
+ * env), its workflow file, the binds of params into it and the params
+ * it leaves unbound on purpose (`unbound:`, read by `fnrun check --deep`);
+ * then the fallbacks, which need every model: resolved by id, kept within one
  * function, and checked for cycles (registry.h, invariants 1-3, 5).
  *
  * Model server URLs go through url_parse_model_server() (url.c), the parser
@@ -54,6 +55,7 @@ static const struct key_spec model_keys[] = {
 	{.name = "workflow", .type = KEY_LATER, .required = 1,
 	 .help = "give a ComfyUI API-format workflow JSON, relative to this file"},
 	{.name = "bind", .type = KEY_LATER},
+	{.name = "unbound", .type = KEY_LATER},
 	{.name = "resources", .type = KEY_MAP, .sub = resources_keys},
 	{.name = "idle_timeout", .type = KEY_DURATION, .min = 0, .max = 30LL * 86400000,
 	 .def = 300000, .off = offsetof(struct reg_model, idle_timeout_ms)},
@@ -493,6 +495,75 @@ static void model_binds(struct pctx *c, yaml_node_t *n, struct reg_model *m)
 	registry__path_pop(c, old);
 }
 
+/* 1 when m binds param somewhere. */
+static int is_bound(const struct reg_model *m, const char *param)
+{
+	for (size_t i = 0; i < m->nbinds; i++)
+		if (strcmp(m->binds[i].param, param) == 0)
+			return 1;
+	return 0;
+}
+
+/* The text of item i of list n, or "" when it is not a scalar. Borrowed. */
+static const char *item_text(struct pctx *c, const yaml_node_t *n, size_t i)
+{
+	const char *s = registry__scalar(registry__get_node(c, n->data.sequence.items.start[i]));
+
+	return s ? s : "";
+}
+
+/* Item i of `unbound:` list n: a param of m's function, listed once, not bound. */
+static void unbound_name(struct pctx *c, yaml_node_t *n, size_t i, struct reg_model *m)
+{
+	yaml_node_t *v = registry__get_node(c, n->data.sequence.items.start[i]);
+	const char *s = registry__scalar(v);
+	struct strlist l = {0};
+
+	if (s == NULL) {
+		registry__perr(c, v, "must name a param of the function");
+		return;
+	}
+	for (size_t j = 0; j < i; j++) {
+		if (strcmp(s, item_text(c, n, j)) == 0) {
+			registry__perr(c, v, "duplicate param; list it once");
+			return;
+		}
+	}
+	if (registry__find_param(m->function, s) == NULL) {
+		for (size_t j = 0; j < m->function->nparams; j++)
+			registry__sl_add(&l, m->function->params[j].name);
+		registry__perr(c, v, "unknown param \"%s\" of function %s; its params: %s", s,
+			       m->function->name, l.len ? l.s : "none");
+	} else if (is_bound(m, s)) {
+		registry__perr(c, v, "param %s is bound (bind.%s); list under unbound only params "
+			       "the model leaves unused", s, s);
+	}
+}
+
+/*
+ * `unbound: [param, ...]`: params of the function this model leaves unused
+ * on purpose. `fnrun check --deep` reports any other param the model does
+ * not bind; nothing else reads the list.
+ */
+static void model_unbound(struct pctx *c, yaml_node_t *n, struct reg_model *m)
+{
+	yaml_node_t *v = registry__map_get(c, n, "unbound");
+	size_t old;
+
+	if (v == NULL || m->function == NULL)
+		return;
+	old = registry__path_push(c, "unbound");
+	if (!registry__is_seq(v))
+		registry__perr(c, v, "must be a list of params the model leaves unused, e.g. [seed]");
+	for (size_t i = 0; registry__is_seq(v) && i < registry__seq_len(v); i++) {
+		size_t o2 = registry__path_push_index(c, i);
+
+		unbound_name(c, v, i, m);
+		registry__path_pop(c, o2);
+	}
+	registry__path_pop(c, old);
+}
+
 static void parse_model(struct pctx *c, yaml_node_t *n, struct reg_model *m)
 {
 	size_t old;
@@ -508,6 +579,7 @@ static void parse_model(struct pctx *c, yaml_node_t *n, struct reg_model *m)
 	external_urls(c, n, m);
 	model_workflow(c, n, m);
 	model_binds(c, n, m);
+	model_unbound(c, n, m);
 	if (m->min_instances > m->max_instances) {
 		old = registry__path_push(c, "min_instances");
 		registry__perr(c, registry__map_get(c, n, "min_instances"),

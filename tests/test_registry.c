@@ -464,7 +464,7 @@ START_TEST(error_unknown_key)
 	ck_assert_int_eq(n, 1);
 	ck_assert_ptr_nonnull(strstr(out, "reg.yaml:15:5: models.m.imagee: unknown key; allowed keys: "
 					  "function, quality, runtime, command, image, url, urls, env, "
-					  "workflow, bind, resources, idle_timeout, start_timeout, "
+					  "workflow, bind, unbound, resources, idle_timeout, start_timeout, "
 					  "step_timeout, min_instances, max_instances, fallback, "
 					  "weight, enabled\n"));
 	free(out);

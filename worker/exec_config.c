@@ -7,6 +7,9 @@
  *
  * Errors name "path:line:col: key.path: what is wrong; allowed: ...". A
  * config with any error registers nothing (model_exec.c, invariant 1).
+ *
+ * model_exec_check() (`fnrun-worker --check`) parses the same way without
+ * registering, then checks that each node's program can be run.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "exec_internal.h"
@@ -794,4 +799,124 @@ void model_exec_unload(void)
 {
 	class_list_free(loaded);
 	loaded = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checking: `fnrun-worker --check CONFIG`                            */
+
+/* 1 when path is a regular file we may execute. */
+static int runnable(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/*
+ * NULL when prog can be run as exec_job.c runs it (a path as is, a bare
+ * name looked up on PATH), else why not, in buf.
+ */
+static const char *program_problem(const char *prog, char *buf, size_t n)
+{
+	const char *p = getenv("PATH"), *end;
+	struct stat st;
+
+	if (strchr(prog, '/') != NULL) {
+		if (runnable(prog))
+			return NULL;
+		snprintf(buf, n, "%s", stat(prog, &st) < 0 ? strerror(errno) : "not an executable file");
+		return buf;
+	}
+	for (p = p && *p ? p : "/usr/local/bin:/usr/bin:/bin"; p != NULL; p = end ? end + 1 : NULL) {
+		char full[4096];
+		int len;
+
+		end = strchr(p, ':');
+		len = end ? (int)(end - p) : (int)strlen(p);
+		snprintf(full, sizeof full, "%.*s/%s", len, p, prog);
+		if (runnable(full))
+			return NULL;
+	}
+	snprintf(buf, n, "not found on PATH; install it or give its full path");
+	return buf;
+}
+
+/* The value under key in mapping n of doc, or NULL. */
+static yaml_node_t *doc_get(yaml_document_t *doc, const yaml_node_t *n, const char *key)
+{
+	if (n == NULL || n->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(doc, p->key);
+
+		if (k->type == YAML_SCALAR_NODE && strcmp(scalar(k), key) == 0)
+			return yaml_document_get_node(doc, p->value);
+	}
+	return NULL;
+}
+
+/* The node of nodes.NAME.command[0] in doc, for its position; NULL if absent. */
+static yaml_node_t *program_node(yaml_document_t *doc, const char *name)
+{
+	yaml_node_t *root = yaml_document_get_root_node(doc);
+	yaml_node_t *cmd = doc_get(doc, doc_get(doc, doc_get(doc, root, "nodes"), name), "command");
+
+	if (cmd == NULL || cmd->type != YAML_SEQUENCE_NODE ||
+	    cmd->data.sequence.items.start == cmd->data.sequence.items.top)
+		return NULL;
+	return yaml_document_get_node(doc, cmd->data.sequence.items.start[0]);
+}
+
+/*
+ * Writes a line for each class of list whose program cannot run; returns
+ * their count. text (len bytes) is the config at path, parsed again for
+ * the positions.
+ */
+static int check_programs(const char *path, const char *text, size_t len,
+			  const struct exec_class *list, FILE *out)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	int n = 0;
+
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		yaml_parser_delete(&parser);
+		return 0; /* it parsed once already */
+	}
+	for (const struct exec_class *xc = list; xc; xc = xc->next) {
+		const char *prog = xc->argv[0].segs[0].text;
+		const yaml_node_t *at = program_node(&doc, xc->name);
+		char why[160];
+
+		if (program_problem(prog, why, sizeof why) == NULL)
+			continue;
+		n++;
+		fprintf(out, "%s:%zu:%zu: nodes.%s.command[0]: cannot run \"%s\": %s\n", path,
+			at ? at->start_mark.line + 1 : 0, at ? at->start_mark.column + 1 : 0, xc->name,
+			prog, why);
+	}
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return n;
+}
+
+int model_exec_check(const char *path, FILE *out)
+{
+	struct exec_class *list = NULL;
+	yaml_document_t doc;
+	struct err e = {0};
+	struct load ld = {.path = path, .doc = &doc, .err = &e};
+	size_t len = 0;
+	char *text = read_config(path, &len, &e);
+	int n = 1;
+
+	if (text != NULL && ld_parse(&ld, text, len, &list) == 0)
+		n = check_programs(path, text, len, list, out);
+	else
+		fprintf(out, "%s\n", e.msg);
+	class_list_free(list);
+	free(text);
+	return n;
 }

@@ -15,6 +15,7 @@
 #define FNRUN_MODEL_EXEC_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "err.h"
@@ -28,6 +29,16 @@
  * more than once (several configs); class names must stay unique.
  */
 int model_exec_load(const char *path, struct err *err);
+
+/*
+ * `fnrun-worker --check PATH`: parses and validates the config at path as
+ * model_exec_load() does, registering nothing, then checks that each
+ * node's program can be run (a path: an executable file; a bare name:
+ * found on PATH). Writes each error to out as
+ * "path:line:col: key.path: what is wrong; ..." and returns their count
+ * (0: valid). The parse stops at its first error, as loading does.
+ */
+int model_exec_check(const char *path, FILE *out);
 
 /* Frees every loaded class. Call once the registry no longer uses them. */
 void model_exec_unload(void);
