@@ -1,5 +1,5 @@
 /*
- * api.c - the user API's routes and handlers (DESIGN.md §3).
+ * api.c - the user API's routes and handlers (docs/design.md §5).
  *
  * Each handler answers its request exactly once. Every error goes through
  * http_reply_error()/http_reply_err() (errors.c); a bad request queues
@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "api.h"
+#include "auth.h"
 #include "errors.h"
 #include "events.h"
 #include "http.h"
@@ -42,6 +43,10 @@ static void api_functions(struct http_req *req);
 static void api_outputs(struct http_req *req);
 static void api_health(struct http_req *req);
 static void api_ready(struct http_req *req);
+static void api_session_get(struct http_req *req);
+static void api_ws(struct http_req *req);
+static void api_session_post(struct http_req *req);
+static void api_session_delete(struct http_req *req);
 
 /* max_body 0: the server's, server.cfg.max_body (set in api_start). */
 static const struct http_route routes[] = {
@@ -50,8 +55,11 @@ static const struct http_route routes[] = {
 	{"GET", "/api/jobs/", api_job_get, HTTP_ROUTE_PREFIX, 0},   /* {id}, {id}/events */
 	{"POST", "/api/jobs/", api_job_post, HTTP_ROUTE_PREFIX, 0}, /* {id}/cancel */
 	{"GET", "/api/events", api_events, 0, 0},
-	{"GET", "/api/ws", events_ws, 0, 0},
+	{"GET", "/api/ws", api_ws, 0, 0},
 	{"GET", "/api/functions", api_functions, 0, 0},
+	{"GET", "/api/session", api_session_get, 0, 0},
+	{"POST", "/api/session", api_session_post, 0, 0},
+	{"DELETE", "/api/session", api_session_delete, 0, 0},
 	{"GET", "/api/outputs/", api_outputs, HTTP_ROUTE_PREFIX, 0},
 	{"GET", "/health", api_health, 0, 0},
 	{"GET", "/ready", api_ready, 0, 0},
@@ -63,6 +71,8 @@ static const struct http_route routes[] = {
 	{"GET", "/api/admin/events", api_admin_events, 0, 0},
 	{"GET", "/admin", api_admin_page, HTTP_ROUTE_PREFIX, 0}, /* the operator page: api_metrics.c */
 	{"GET", "/api/admin/registry", api_admin_registry, 0, 0},
+	{"GET", "/api/admin/keys", api_admin_keys, 0, 0},
+	{"GET", "/api/admin/status", api_admin_status, 0, 0},
 	{"GET", "/", static_web, HTTP_ROUTE_PREFIX, 0}, /* web/: the page; keep it last */
 };
 
@@ -310,20 +320,34 @@ static void api_generate(struct http_req *req)
 	struct api_generate g;
 	struct sched_request rq;
 	struct err err = {0};
+	struct auth who;
 	const char *body;
+	char idem[400];
 	size_t len;
+	int retry_after = 0;
 
-	if (api_ready_or_reply(req) < 0)
+	if (auth_user_or_reply(req, &who) < 0 || api_ready_or_reply(req) < 0)
 		return;
 	body = http_req_body(req, &len);
 	if (api_generate_parse(server.reg, body, len, server.cfg.max_json_depth, &g, &err) < 0) {
 		http_reply_err(req, &err);
 		return;
 	}
-	rq = (struct sched_request){g.fn, g.quality, g.params, g.priority, g.idem, g.sent};
+	rq = (struct sched_request){g.fn, g.quality, g.params, g.priority, g.idem, g.sent,
+				    who.key_id[0] ? who.key_id : NULL, who.name, &retry_after};
+	/* Each key has its own idempotency keys: another's never names our job. */
+	if (g.idem && rq.owner) {
+		snprintf(idem, sizeof idem, "%s:%s", rq.owner, g.idem);
+		rq.idem = idem;
+	}
 	/* params stay ours: the scheduler keeps its own reference. */
-	if (sched_submit(&rq, on_submitted, req, &err) < 0)
+	if (sched_submit(&rq, on_submitted, req, &err) < 0) {
+		if (err.code == ERR_QUOTA && retry_after > 0) {
+			snprintf(idem, sizeof idem, "%d", retry_after);
+			http_reply_header(req, "Retry-After", idem);
+		}
 		http_reply_err(req, &err);
+	}
 	api_generate_cleanup(&g);
 }
 
@@ -351,6 +375,27 @@ static void reply_not_found(struct http_req *req)
 	http_reply_error(req, 404, "NOT_FOUND", NULL, NULL);
 }
 
+/*
+ * 0 when who may see job id; else answers 404 (the same as for a job that
+ * does not exist: a user key cannot learn which ids others have) and -1.
+ */
+static int visible_or_reply(struct http_req *req, const struct auth *who, const char *id)
+{
+	char owner[KEY_ID_LEN + 1];
+	struct err err = {0};
+
+	if (who->kind == AUTH_OPEN || who->kind == AUTH_OPERATOR)
+		return 0;
+	if (sched_job_owner(id, owner, sizeof owner, &err) == 0 && auth_sees(who, owner))
+		return 0;
+	if (err.code && err.code != ERR_NOT_FOUND) {
+		http_reply_err(req, &err);
+		return -1;
+	}
+	reply_not_found(req);
+	return -1;
+}
+
 /* Answers with the job's view, or its lookup error. */
 static void reply_view(struct http_req *req, int status, const char *id)
 {
@@ -369,12 +414,14 @@ static void api_job_get(struct http_req *req)
 {
 	char id[API_ID_MAX + 1];
 	const char *action, *ids[1];
+	struct auth who;
 
 	if (split_job_path(http_req_param(req), id, &action) < 0) {
 		reply_not_found(req);
 		return;
 	}
-	if (api_ready_or_reply(req) < 0)
+	if (auth_user_or_reply(req, &who) < 0 || api_ready_or_reply(req) < 0 ||
+	    visible_or_reply(req, &who, id) < 0)
 		return;
 	if (action[0] == '\0') {
 		reply_view(req, 200, id);
@@ -393,13 +440,15 @@ static void api_job_post(struct http_req *req)
 	char id[API_ID_MAX + 1];
 	const char *action;
 	struct err err = {0};
+	struct auth who;
 
 	if (split_job_path(http_req_param(req), id, &action) < 0 ||
 	    strcmp(action, "cancel") != 0) {
 		reply_not_found(req);
 		return;
 	}
-	if (api_ready_or_reply(req) < 0)
+	if (auth_user_or_reply(req, &who) < 0 || api_ready_or_reply(req) < 0 ||
+	    visible_or_reply(req, &who, id) < 0)
 		return;
 	/* A finished job is ERR_CONFLICT: 409 ALREADY_FINISHED. */
 	if (sched_cancel(id, &err) < 0) {
@@ -459,11 +508,16 @@ static void api_jobs_list(struct http_req *req)
 	size_t n = 0;
 	long limit;
 	int status;
+	struct auth who;
 
-	if (api_ready_or_reply(req) < 0 || list_query(req, &status, &limit, &before) < 0)
+	if (auth_user_or_reply(req, &who) < 0 || api_ready_or_reply(req) < 0 ||
+	    list_query(req, &status, &limit, &before) < 0)
 		return;
-	/* One more than asked tells whether a next page exists. */
-	if (store_job_list(server.store, status, (int)limit + 1, before, &v, &n, &err) < 0) {
+	if (before && visible_or_reply(req, &who, before) < 0)
+		return;
+	/* One more than asked tells whether a next page exists; a user key lists its own. */
+	if (store_job_list_of(server.store, who.kind == AUTH_USER ? who.key_id : NULL, status,
+			      (int)limit + 1, before, &v, &n, &err) < 0) {
 		http_reply_err(req, &err);
 		return;
 	}
@@ -486,16 +540,33 @@ static void api_events(struct http_req *req)
 	const char *ids[EVENTS_MAX_JOBS + 1];
 	char *copy, *save = NULL;
 	size_t n = 0;
+	struct auth who;
 
-	if (api_ready_or_reply(req) < 0)
+	if (auth_user_or_reply(req, &who) < 0 || api_ready_or_reply(req) < 0)
 		return;
 	copy = xstrdup(q ? q : "");
 	for (char *t = strtok_r(copy, ",", &save); t != NULL && n <= EVENTS_MAX_JOBS;
-	     t = strtok_r(NULL, ",", &save))
+	     t = strtok_r(NULL, ",", &save)) {
+		if (strlen(t) <= API_ID_MAX && visible_or_reply(req, &who, t) < 0) {
+			free(copy);
+			return;
+		}
 		ids[n++] = t;
+	}
 	/* n > EVENTS_MAX_JOBS or 0 is refused by events_open(). */
 	events_open(req, ids, n);
 	free(copy);
+}
+
+/* ---- GET /api/ws: a user key's socket follows its own jobs only ---- */
+
+static void api_ws(struct http_req *req)
+{
+	struct auth who;
+
+	if (auth_user_or_reply(req, &who) < 0)
+		return;
+	events_ws(req, who.kind == AUTH_USER ? who.key_id : NULL);
 }
 
 /* ---- GET /api/functions ---- */
@@ -520,13 +591,98 @@ static void mark_paused(struct json_object *cat)
 static void api_functions(struct http_req *req)
 {
 	struct json_object *cat;
+	struct auth who;
 
-	if (api_ready_or_reply(req) < 0)
+	if (auth_user_or_reply(req, &who) < 0 || api_ready_or_reply(req) < 0)
 		return;
 	cat = registry_catalog(server.reg);
 	mark_paused(cat);
 	http_reply_json(req, 200, cat);
 	json_object_put(cat);
+}
+
+/* ---- /api/session: the web page's sign-in ---- */
+
+static struct json_object *session_json(const struct auth *who)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_put(o, "keys_required", json_object_new_boolean(who->kind != AUTH_OPEN));
+	json_put(o, "signed_in", json_object_new_boolean(who->kind == AUTH_USER ||
+							 who->kind == AUTH_OPERATOR));
+	json_put(o, "name", who->name[0] ? json_str(who->name) : NULL);
+	json_put(o, "scope", who->kind == AUTH_USER       ? json_str("user")
+			     : who->kind == AUTH_OPERATOR ? json_str("operator")
+							  : NULL);
+	return o;
+}
+
+static void api_session_get(struct http_req *req)
+{
+	struct auth who;
+	struct json_object *o;
+
+	auth_who(req, &who);
+	o = session_json(&who);
+	http_reply_json(req, 200, o);
+	json_object_put(o);
+}
+
+/*
+ * {"key": KEY} (or the key as a Bearer token): when it is a working key,
+ * the answer sets the cookie fnrun_key, which the page's requests, images,
+ * EventSource and WebSocket then carry. HttpOnly: scripts cannot read it;
+ * SameSite=Strict: no other site's page sends it.
+ */
+static void api_session_post(struct http_req *req)
+{
+	struct json_object *body = NULL, *o;
+	struct err err = {0};
+	const char *text = NULL;
+	char cookie[200];
+	size_t len;
+	const char *raw = http_req_body(req, &len);
+	struct auth who;
+
+	if (len > 0 && json_parse(raw, len, 4, &body, &err) == 0)
+		text = json_get_str(body, "key");
+	if (len > 0 && text == NULL) {
+		json_object_put(body);
+		http_reply_error(req, 400, "INVALID_INPUT", "key: give your key as {\"key\": \"fnr_...\"}",
+				 "key");
+		return;
+	}
+	if (text)
+		auth_key(text, &who);
+	else
+		auth_who(req, &who);
+	if (who.kind != AUTH_USER && who.kind != AUTH_OPERATOR) {
+		json_object_put(body);
+		http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"fnrun\"");
+		http_reply_error(req, 401, "UNAUTHORIZED", "That key does not work.",
+				 "Check it, or ask your operator for a new one.");
+		return;
+	}
+	/* Only a well-formed key (hex after "fnr_") is ever put in a header. */
+	if (text && key_id_of(text, (char[KEY_ID_LEN + 1]){0}) == 0) {
+		snprintf(cookie, sizeof cookie,
+			 "fnrun_key=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000", text);
+		http_reply_header(req, "Set-Cookie", cookie);
+	}
+	json_object_put(body);
+	o = session_json(&who);
+	http_reply_json(req, 200, o);
+	json_object_put(o);
+}
+
+static void api_session_delete(struct http_req *req)
+{
+	struct json_object *o = json_object_new_object();
+
+	http_reply_header(req, "Set-Cookie", "fnrun_key=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+	json_put(o, "signed_in", json_object_new_boolean(0));
+	http_reply_json(req, 200, o);
+	json_object_put(o);
 }
 
 /* ---- GET /api/outputs/<job_id>/<file> ---- */
@@ -538,9 +694,20 @@ const char *api_content_type(const char *name)
 
 static void api_outputs(struct http_req *req)
 {
-	char root[PATH_MAX], path[PATH_MAX];
+	char root[PATH_MAX], path[PATH_MAX], id[API_ID_MAX + 1];
+	const char *file;
 	struct err err = {0};
+	struct auth who;
 
+	if (auth_user_or_reply(req, &who) < 0)
+		return;
+	/* <job_id>/<file>: a user key reaches its own jobs' files only. */
+	if (split_job_path(http_req_param(req), id, &file) < 0) {
+		reply_not_found(req);
+		return;
+	}
+	if (visible_or_reply(req, &who, id) < 0)
+		return;
 	snprintf(root, sizeof root, "%s", server_path("outputs"));
 	if (outputs_resolve(root, http_req_param(req), path, sizeof path, &err) < 0) {
 		http_reply_err(req, &err);

@@ -1,5 +1,5 @@
 /*
- * api.h - the gateway's user API (DESIGN.md §3): the routes table and its
+ * api.h - the gateway's user API (docs/design.md §5): the routes table and its
  * handlers, served on server.cfg.listen_host:listen_port.
  *
  * How to add a route: one line in `routes[]` in api.c plus one handler
@@ -78,6 +78,8 @@ void api_admin_job(struct http_req *req);
 void api_metrics(struct http_req *req);
 void api_admin_page(struct http_req *req);
 void api_admin_events(struct http_req *req);
+void api_admin_keys(struct http_req *req);
+void api_admin_status(struct http_req *req);
 void api_admin_registry(struct http_req *req);
 
 #endif

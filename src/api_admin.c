@@ -4,75 +4,28 @@
  * start, stop and drain a model; a job with the model that served it. Operators see model ids and technical
  * causes here; users never do.
  *
- * When FNRUN_ADMIN_TOKEN is set, every admin request must carry
- * "Authorization: Bearer <token>", or HTTP Basic credentials whose password
- * is the token (any user name: what a browser sends for the /admin page);
- * without it the API relies on binding to loopback (and the origin guard
+ * Every admin request needs an operator credential (auth.h): an operator
+ * key, or FNRUN_ADMIN_TOKEN, as a Bearer token or the password of HTTP
+ * Basic (what a browser sends for the /admin page). With neither keys nor
+ * a token, the API relies on binding to loopback (and the origin guard
  * against browsers on other origins).
  */
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "auth.h"
 #include "errors.h"
 #include "http.h"
 #include "json.h"
 #include "reload.h"
 #include "scheduler.h"
-
-/* 1 when a and b are equal; the time taken does not depend on where they differ. */
-static int same_secret(const char *a, size_t alen, const char *b)
-{
-	size_t blen = strlen(b);
-
-	return alen == blen && CRYPTO_memcmp(a, b, blen) == 0;
-}
-
-/* 1 when "Basic base64(user:password)" carries password == token. */
-static int basic_ok(const char *b64, const char *token)
-{
-	unsigned char plain[400];
-	size_t n = strlen(b64);
-	int len;
-	const char *colon;
-
-	if (n == 0 || n > 4 * (sizeof plain / 3) - 4 || n % 4 != 0)
-		return 0;
-	len = EVP_DecodeBlock(plain, (const unsigned char *)b64, (int)n);
-	if (len < 0)
-		return 0;
-	/* EVP_DecodeBlock counts the padding as zero bytes. */
-	for (size_t i = n; i > 0 && b64[i - 1] == '='; i--)
-		len--;
-	plain[len] = '\0';
-	colon = memchr(plain, ':', (size_t)len);
-	if (colon == NULL)
-		return 0;
-	colon++;
-	return same_secret(colon, (size_t)len - (size_t)(colon - (const char *)plain), token);
-}
+#include "server.h"
+#include "store_keys.h"
 
 int api_admin_authorized(struct http_req *req, int challenge)
 {
-	const char *token = getenv("FNRUN_ADMIN_TOKEN");
-	const char *auth = http_req_header(req, "Authorization");
-
-	if (token == NULL || *token == '\0')
-		return 1;
-	if (auth && strncmp(auth, "Bearer ", 7) == 0 && same_secret(auth + 7, strlen(auth + 7), token))
-		return 1;
-	if (auth && strncmp(auth, "Basic ", 6) == 0 && basic_ok(auth + 6, token))
-		return 1;
-	if (challenge) {
-		http_reply_header(req, "WWW-Authenticate", "Basic realm=\"fnrun admin\", charset=\"UTF-8\"");
-		http_reply_error(req, 401, "FORBIDDEN", "The admin page needs the operator token.",
-				 NULL);
-		return 0;
-	}
-	http_reply_error(req, 403, "FORBIDDEN", "The admin API needs the operator token.", NULL);
-	return 0;
+	return auth_operator_or_reply(req, challenge);
 }
 
 static int authorized(struct http_req *req)
@@ -147,4 +100,52 @@ void api_admin_registry(struct http_req *req)
 {
 	if (authorized(req))
 		reply_owned(req, reload_status());
+}
+
+/* GET /api/admin/keys: every API key (never the key itself) with its use and quotas. */
+void api_admin_keys(struct http_req *req)
+{
+	struct key_row *v = NULL;
+	size_t n = 0;
+	struct err err = {0};
+	struct json_object *o, *a;
+
+	if (!authorized(req))
+		return;
+	if (store_key_list(server.keys, &v, &n, &err) < 0) {
+		http_reply_err(req, &err);
+		return;
+	}
+	a = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *k = sched_quota_json(v[i].id, v[i].name);
+		json_put(k, "id", json_str(v[i].id));
+		json_put(k, "name", json_str(v[i].name));
+		json_put(k, "scope", json_str(key_scope_name(v[i].scope)));
+		json_put(k, "created_at", json_int(v[i].created_at));
+		json_put(k, "revoked_at", v[i].revoked_at ? json_int(v[i].revoked_at) : NULL);
+		json_object_array_add(a, k);
+	}
+	free(v);
+	o = json_object_new_object();
+	json_put(o, "keys", a);
+	json_put(o, "keys_required", json_object_new_boolean(auth_keys_active()));
+	reply_owned(req, o);
+}
+
+/* GET /api/admin/status: whether the gateway takes jobs, and why not; the store's state. */
+void api_admin_status(struct http_req *req)
+{
+	struct json_object *o;
+	const char *why;
+
+	if (!authorized(req))
+		return;
+	why = sched_not_ready();
+	o = json_object_new_object();
+	json_put(o, "ready", json_object_new_boolean(why == NULL));
+	json_put(o, "reason", why ? json_str(why) : NULL);
+	json_put(o, "store", sched_store_status());
+	json_put(o, "queued", json_int((int64_t)sched_queued()));
+	reply_owned(req, o);
 }

@@ -43,6 +43,7 @@ static const struct {
 	[ERR_STORE] = {503, "SERVICE_UNAVAILABLE"},
 	[ERR_DUPLICATE] = {409, "DUPLICATE_REQUEST"},
 	[ERR_PAUSED] = {503, "QUALITY_PAUSED"},
+	[ERR_QUOTA] = {429, "QUOTA_EXCEEDED"},
 };
 
 int err_http_status(int code)

@@ -23,6 +23,7 @@ enum err_code {
 	ERR_STORE,       /* the job store cannot be written now: 503, retry later */
 	ERR_DUPLICATE,   /* an idempotency key already names another request: 409 */
 	ERR_PAUSED,      /* the operators paused what was asked for: 503 */
+	ERR_QUOTA,       /* over a quota of the caller's key: 429 */
 };
 
 struct err {

@@ -35,9 +35,13 @@ static const struct user_error catalog[] = {
 	{"ALREADY_FINISHED", "This job has already finished, so it can't be cancelled.",
 	 "Start a new job if you want to run it again.", "NONE", 409},
 	{"FORBIDDEN", "That isn't allowed.", "Check the link.", "NONE", 403},
+	{"UNAUTHORIZED", "This needs a key.",
+	 "Sign in with the key your operator gave you (Authorization: Bearer KEY).", "SIGN_IN", 401},
 	{"DUPLICATE_REQUEST", "This idempotency key was already used for a different request.",
 	 "Send a new request with a new idempotency_key, or the first one again unchanged.",
 	 "EDIT_INPUT", 409},
+	{"QUOTA_EXCEEDED", "You have reached a limit of your key.",
+	 "Wait a little, then try again.", "WAIT", 429},
 	{"QUALITY_PAUSED", "This quality is paused for now.",
 	 "Pick another quality, or try again later.", "CHANGE_QUALITY", 503},
 	{"SERVICE_UNAVAILABLE", "We can't take new requests right now.",
@@ -62,6 +66,7 @@ static const struct {
 	{ERR_STORE, "SERVICE_UNAVAILABLE", 503, 0},
 	{ERR_DUPLICATE, "DUPLICATE_REQUEST", 409, 1},
 	{ERR_PAUSED, "QUALITY_PAUSED", 503, 0},
+	{ERR_QUOTA, "QUOTA_EXCEEDED", 429, 1},
 };
 
 const struct user_error *errors_find(const char *code)

@@ -519,13 +519,13 @@ void events__ping_update(void)
 /* ---- beginning to follow jobs ---- */
 
 /* The view of job id, from the lookup the server handed us. */
-struct json_object *events__view_find(const char *id, struct err *err)
+struct json_object *events__view_find(const char *id, const char *owner, struct err *err)
 {
 	if (ev.lookup == NULL) {
 		err_set(err, ERR_NOT_FOUND, "no job with id %s", id);
 		return NULL;
 	}
-	return ev.lookup(id, err, ev.lookup_ud);
+	return ev.lookup(id, owner, err, ev.lookup_ud);
 }
 
 void events_set_lookup(events_lookup_fn fn, void *ud)
@@ -677,7 +677,7 @@ static int views_find(const char *const *ids, size_t n, struct json_object **vie
 			dup = strcmp(ids[k], ids[i]) == 0;
 		if (dup)
 			continue;
-		views[*nv] = events__view_find(ids[i], err);
+		views[*nv] = events__view_find(ids[i], NULL, err);
 		if (views[*nv] == NULL)
 			return -1;
 		(*nv)++;

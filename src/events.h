@@ -1,6 +1,6 @@
 /*
  * events.h - job events to watchers, over Server-Sent Events and WebSocket
- * (STACK.md §3).
+ * (docs/stack.md §3).
  *
  * Server-Sent Events. A watcher is one SSE stream watching one or more
  * jobs. On open it gets `retry: 2000`, then the current state of each job
@@ -98,9 +98,10 @@ void events_publish(const char *job_id, const char *type, struct json_object *vi
  * Upgrades GET /api/ws to a WebSocket that follows jobs (the protocol is
  * above). Always answers req: 101, or 503 when too many watchers are open
  * or the server is stopping, or 400 for a request that is not a valid
- * upgrade.
+ * upgrade. owner (copied), when not NULL, restricts the socket to the jobs
+ * of that API key: any other id is answered as unknown.
  */
-void events_ws(struct http_req *req);
+void events_ws(struct http_req *req, const char *owner);
 
 /*
  * 1 when an SSE stream or a WebSocket follows job_id now, else 0 (the
@@ -131,10 +132,13 @@ void events_shutdown(void);
 /*
  * Where a job's view comes from when a watcher starts following it: the
  * view of job id (caller owns it, json_object_put), or NULL with err set
- * (ERR_NOT_FOUND for an unknown id). The server hands the scheduler's
+ * (ERR_NOT_FOUND for an unknown id, or one whose owner is not owner, when
+ * owner is not NULL: a watcher restricted to one API key's jobs). The
+ * server hands the scheduler's
  * lookup here at start; events never calls the scheduler itself.
  */
-typedef struct json_object *(*events_lookup_fn)(const char *id, struct err *err, void *ud);
+typedef struct json_object *(*events_lookup_fn)(const char *id, const char *owner,
+						 struct err *err, void *ud);
 void events_set_lookup(events_lookup_fn fn, void *ud);
 
 /*

@@ -64,6 +64,7 @@ struct watcher {
 	size_t left;                /* EV_SSE: subs not yet done */
 	int ending;                 /* stream ended or close begun; no subs left */
 	int burst;                  /* answering its peer: backlog checked once, before */
+	char owner[24];             /* EV_WS: only this API key's jobs; "" for any */
 };
 
 /* ---- events.c ---- */
@@ -85,6 +86,6 @@ void events__watcher_begin(struct watcher *w, struct json_object **views, size_t
 int events__watchers_full(struct http_req *req);
 void events__views_free(struct json_object **views, size_t nv);
 /* The view of a job through the lookup (events_set_lookup); caller owns it. */
-struct json_object *events__view_find(const char *id, struct err *err);
+struct json_object *events__view_find(const char *id, const char *owner, struct err *err);
 
 #endif

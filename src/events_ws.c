@@ -59,7 +59,7 @@ static int id_repeats(struct json_object *ids, size_t i)
 static struct json_object *ws_view(struct watcher *w, const char *id, size_t *added)
 {
 	struct err err = {0};
-	struct json_object *v = events__view_find(id, &err);
+	struct json_object *v = events__view_find(id, w->owner[0] ? w->owner : NULL, &err);
 
 	if (v == NULL) {
 		ws_send_error(w, err.code == ERR_NOT_FOUND ? "NOT_FOUND" : "INTERNAL", NULL, NULL,
@@ -234,7 +234,7 @@ static struct json_object *id_list(const char *csv)
 	return a;
 }
 
-void events_ws(struct http_req *req)
+void events_ws(struct http_req *req, const char *owner)
 {
 	const char *q = http_req_query(req, "jobs");
 	uint64_t after = events__parse_seq(http_req_query(req, "after"));
@@ -246,6 +246,7 @@ void events_ws(struct http_req *req)
 	/* The request's strings go with it once the upgrade consumes it. */
 	ids = id_list(q ? q : "");
 	w = events__watcher_new(EV_WS);
+	snprintf(w->owner, sizeof w->owner, "%s", owner ? owner : "");
 	w->ws = http_ws_accept(req, &ws_callbacks, w);
 	if (w->ws == NULL) {
 		free(w); /* its callbacks are never called */

@@ -1,5 +1,5 @@
 /*
- * job.c - the job object and its state machine (DESIGN.md §2).
+ * job.c - the job object and its state machine (docs/design.md §4).
  *
  *                   +------------- retry (attempt + 1) -------------+
  *                   v                                               |
@@ -93,6 +93,7 @@ static const size_t string_offs[] = {
 	offsetof(struct job, quality),
 	offsetof(struct job, params_json),
 	offsetof(struct job, idempotency_key),
+	offsetof(struct job, owner),
 	offsetof(struct job, model_id),
 	offsetof(struct job, runner_id),
 	offsetof(struct job, remote_prompt_id),

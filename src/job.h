@@ -1,5 +1,5 @@
 /*
- * job.h - one generation request and its lifecycle (DESIGN.md §2).
+ * job.h - one generation request and its lifecycle (docs/design.md §4).
  *
  * A struct job is a plain heap object: the store reads and writes it, the
  * scheduler changes it through job_set_status(), the API renders it. Every
@@ -33,6 +33,7 @@ struct job {
 	char *quality;           /* quality name, e.g. "standard"; never NULL */
 	char *params_json;       /* validated params, JSON text; never NULL */
 	char *idempotency_key;   /* client's key, unique per store; nullable */
+	char *owner;             /* id of the API key that made it; NULL: no key */
 	int64_t seq;             /* queue order, set by store_job_insert() */
 	int64_t created_at;      /* ms since the epoch */
 
@@ -81,7 +82,7 @@ const char *job_status_name(int status);
 int job_status_parse(const char *name);
 /* 1 for completed, failed and cancelled. */
 int job_status_terminal(int status);
-/* 1 when DESIGN.md §2 allows from -> to (see the diagram in job.c). */
+/* 1 when docs/design.md §4 allows from -> to (see the diagram in job.c). */
 int job_transition_ok(int from, int to);
 /*
  * The one writer of j->status. Asserts the transition is legal (check with

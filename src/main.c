@@ -14,6 +14,7 @@
 
 #include "check_deep.h"
 #include "cli.h"
+#include "cli_keys.h"
 #include "cli_model.h"
 #include "log.h"
 #include "nvml.h"
@@ -27,7 +28,8 @@ static const char serve_usage[] =
 	"  --listen ADDR:PORT   default 127.0.0.1:8180 (or the registry's server.listen)\n"
 	"  --data DIR           store, outputs and logs (default ./data)\n"
 	"  --log-level LEVEL    error|warn|info|debug\n"
-	"  --time-scale X       multiply registry timeouts (tests use < 1)\n";
+	"  --time-scale X       multiply registry timeouts (tests use < 1)\n"
+	"  --insecure           serve a non-loopback address without API keys (a trusted network)\n";
 
 /* The directory of this executable, for {bindir} and the default config. */
 static char *exe_dir(void)
@@ -120,6 +122,7 @@ static int cmd_serve(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
 		{"data", required_argument, NULL, 'd'},   {"log-level", required_argument, NULL, 'v'},
 		{"time-scale", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+		{"insecure", no_argument, NULL, 'i'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *listen = NULL, *data = NULL;
@@ -156,6 +159,7 @@ static int cmd_serve(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'i': server.cfg.insecure = 1; break;
 		case 'h': fputs(serve_usage, stdout); return 0;
 		default: fputs(serve_usage, stderr); return 2;
 		}
@@ -213,6 +217,7 @@ static void usage(FILE *out)
 	      "       fnrun check [--deep] FILE\n"
 	      "       fnrun new-model ID --function NAME --command 'CMD {param}...' [...]\n"
 	      "       fnrun dry-run FUNCTION [--quality Q] [--param NAME=VALUE]... [--config FILE]\n"
+	      "       fnrun keys create --scope user|operator [--name N] | list | revoke ID|NAME\n"
 	      "       fnrun gpus\n\n"
 	      "Users (talk to a running server):\n", out);
 	cli_usage(out);
@@ -237,6 +242,8 @@ int main(int argc, char **argv)
 		return cmd_check(argc - 1, argv + 1);
 	if (strcmp(argv[1], "gpus") == 0)
 		return cli_gpus(argc - 1, argv + 1);
+	if (strcmp(argv[1], "keys") == 0)
+		return cli_keys(argc - 1, argv + 1);
 	if (strcmp(argv[1], "new-model") == 0)
 		return cli_new_model(argc - 1, argv + 1);
 	if (strcmp(argv[1], "dry-run") == 0)

@@ -177,6 +177,9 @@ static void destroy(struct registry *r)
 	for (size_t i = 0; i < s->nhosts; i++)
 		free(s->hosts[i]);
 	free(s->hosts);
+	for (size_t i = 0; i < s->nkey_quotas; i++)
+		free(s->key_quotas[i].name);
+	free(s->key_quotas);
 	free(r->functions);
 	free(r->models);
 	free(r->path);
@@ -636,4 +639,22 @@ int registry_host_ok(const struct registry *r, const char *host, size_t len)
 		if (strcasecmp(name, r->server.hosts[i]) == 0)
 			return 1;
 	return 0;
+}
+
+struct reg_quota registry_quota(const struct registry *r, const char *name)
+{
+	struct reg_quota q = r->server.quota;
+
+	for (size_t i = 0; name && i < r->server.nkey_quotas; i++) {
+		const struct reg_key_quota *k = &r->server.key_quotas[i];
+		if (strcmp(k->name, name) != 0)
+			continue;
+		if (k->q.running >= 0)
+			q.running = k->q.running;
+		if (k->q.per_minute >= 0)
+			q.per_minute = k->q.per_minute;
+		if (k->q.gpu_seconds_per_day >= 0)
+			q.gpu_seconds_per_day = k->q.gpu_seconds_per_day;
+	}
+	return q;
 }

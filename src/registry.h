@@ -1,6 +1,6 @@
 /*
  * registry.h - the registry: functions users call, the models that serve
- * them, and the optional server section (DESIGN.md section 4).
+ * them, and the optional server section (docs/registry.md).
  *
  * A registry is loaded from one YAML file into a fresh struct; loading
  * never touches another registry, so a reload builds a new one and the
@@ -150,6 +150,21 @@ struct reg_model {
 	int enabled;
 };
 
+/*
+ * Quotas of one API key (server.quotas): 0 means no limit; in a per-key
+ * override, -1 means "as the default".
+ */
+struct reg_quota {
+	int64_t running;             /* its jobs queued or running at once */
+	int64_t per_minute;          /* its submits in any 60 s */
+	int64_t gpu_seconds_per_day; /* run time of its jobs on GPU models, per UTC day */
+};
+
+struct reg_key_quota {
+	char *name;                  /* the key's name (fnrun keys create --name) */
+	struct reg_quota q;
+};
+
 /* The optional `server:` section; defaults filled, flags override it. */
 struct reg_server {
 	char *listen;          /* "HOST:PORT", default "127.0.0.1:8180" */
@@ -166,7 +181,11 @@ struct reg_server {
 	int64_t max_watchers;  /* SSE + WebSocket watchers, default 10000 */
 	char **hosts;          /* names the API answers to besides IP literals and localhost */
 	size_t nhosts;
+	struct reg_quota quota;        /* every key's, unless overridden */
+	struct reg_key_quota *key_quotas; /* per key name, file order */
+	size_t nkey_quotas;
 };
+
 
 /* Private: use the accessors below. */
 struct registry {
@@ -187,6 +206,12 @@ struct registry {
  * it cannot be read. The result holds one reference, the caller's; drop it
  * with registry_unref() (or registry_free()).
  */
+/*
+ * The quotas of the key named name (NULL or unknown: the default), each
+ * field resolved (never -1).
+ */
+struct reg_quota registry_quota(const struct registry *r, const char *name);
+
 struct registry *registry_load(const char *path, struct err *err);
 
 /*

@@ -497,6 +497,17 @@ static const struct key_spec limits_keys[] = {
 	{NULL},
 };
 
+static const struct key_spec quota_keys[] = {
+	{.name = "running", .type = KEY_INT, .min = 0, .max = 1000000,
+	 .off = offsetof(struct reg_quota, running)},
+	{.name = "per_minute", .type = KEY_INT, .min = 0, .max = 1000000,
+	 .off = offsetof(struct reg_quota, per_minute)},
+	{.name = "gpu_seconds_per_day", .type = KEY_INT, .min = 0, .max = 86400LL * 64,
+	 .off = offsetof(struct reg_quota, gpu_seconds_per_day)},
+	{.name = "keys", .type = KEY_LATER},
+	{NULL},
+};
+
 static const struct key_spec server_keys[] = {
 	{.name = "listen", .type = KEY_STR, .sdef = "127.0.0.1:8180",
 	 .off = offsetof(struct reg_server, listen)},
@@ -509,6 +520,7 @@ static const struct key_spec server_keys[] = {
 	{.name = "cache_dir", .type = KEY_STR, .off = offsetof(struct reg_server, cache_dir)},
 	{.name = "limits", .type = KEY_MAP, .sub = limits_keys},
 	{.name = "hosts", .type = KEY_LATER},
+	{.name = "quotas", .type = KEY_LATER},
 	{NULL},
 };
 
@@ -580,6 +592,53 @@ static int valid_listen(const char *s)
 	return *end == '\0' && port >= 0 && port <= 65535;
 }
 
+/*
+ * server.quotas: {running, per_minute, gpu_seconds_per_day} for every key,
+ * and keys: {NAME: {the same}} overriding them for one key.
+ */
+static void parse_quotas(struct pctx *c, yaml_node_t *v)
+{
+	struct reg_server *s = &c->r->server;
+	yaml_node_t *keys;
+	size_t old = registry__path_push(c, "quotas"), o, n;
+
+	registry__parse_map(c, v, quota_keys, &s->quota);
+	keys = registry__is_map(v) ? registry__map_get(c, v, "keys") : NULL;
+	if (keys == NULL) {
+		registry__path_pop(c, old);
+		return;
+	}
+	o = registry__path_push(c, "keys");
+	if (!registry__is_map(keys) ||
+	    (n = (size_t)(keys->data.mapping.pairs.top - keys->data.mapping.pairs.start)) == 0) {
+		registry__perr(c, keys, "must map key names to their quotas, e.g. "
+			       "keys: {alice: {running: 10}}");
+		registry__path_pop(c, o);
+		registry__path_pop(c, old);
+		return;
+	}
+	s->key_quotas = xcalloc(n, sizeof *s->key_quotas);
+	for (yaml_node_pair_t *p = keys->data.mapping.pairs.start; p < keys->data.mapping.pairs.top;
+	     p++) {
+		const char *name = registry__scalar(registry__get_node(c, p->key));
+		struct reg_key_quota *kq = &s->key_quotas[s->nkey_quotas];
+		size_t k = registry__path_push(c, name ? name : "?");
+
+		kq->q = (struct reg_quota){-1, -1, -1};
+		registry__parse_map(c, registry__get_node(c, p->value), quota_keys, &kq->q);
+		if (registry__map_get(c, registry__get_node(c, p->value), "keys") != NULL)
+			registry__perr(c, registry__get_node(c, p->value),
+				       "keys: only server.quotas has keys");
+		if (name) {
+			kq->name = xstrdup(name);
+			s->nkey_quotas++;
+		}
+		registry__path_pop(c, k);
+	}
+	registry__path_pop(c, o);
+	registry__path_pop(c, old);
+}
+
 static void parse_server(struct pctx *c, yaml_node_t *n)
 {
 	yaml_node_t *v;
@@ -588,6 +647,8 @@ static void parse_server(struct pctx *c, yaml_node_t *n)
 	registry__parse_map(c, n, server_keys, &c->r->server);
 	if ((v = registry__map_get(c, n, "hosts")) != NULL)
 		parse_hosts(c, v);
+	if ((v = registry__map_get(c, n, "quotas")) != NULL)
+		parse_quotas(c, v);
 	v = registry__map_get(c, n, "listen");
 	if (v == NULL || registry__scalar(v) == NULL || valid_listen(registry__scalar(v)))
 		return;

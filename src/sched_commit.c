@@ -65,6 +65,8 @@ static struct {
 	struct effect *fx;         /* the outbox */
 	size_t nfx, capfx;
 	int store_ok;              /* 0 after a failed commit, until one succeeds */
+	char store_error[256];     /* the last failed commit's cause, while store_ok is 0 */
+	int64_t store_down_ms;     /* when the store stopped taking writes */
 	int flushing;              /* inside sched__flush: no nested flush */
 	uint64_t retry_ms;         /* the next retry's delay */
 	uv_check_t check;
@@ -451,9 +453,12 @@ static void store_down(const struct err *cause)
 	struct err why = {0};
 
 	err_set(&why, ERR_STORE, "the job store cannot be written now");
-	if (cm.store_ok)
+	if (cm.store_ok) {
 		log_error("job store write failed; holding changes and refusing new jobs "
 			  "until it works err=%s", log_q(cause->msg));
+		cm.store_down_ms = util_now_ms();
+	}
+	snprintf(cm.store_error, sizeof cm.store_error, "%s", cause->msg);
 	cm.store_ok = 0;
 	drop_new_jobs(&why);
 	uv_timer_start(&cm.retry, on_retry, cm.retry_ms, 0);
@@ -476,8 +481,10 @@ static void on_retry(uv_timer_t *t)
 		return;
 	}
 	dirty_clear();
-	log_info("job store writable again; resuming");
+	log_info("job store writable again; resuming down_ms=%lld",
+		 (long long)(util_now_ms() - cm.store_down_ms));
 	cm.store_ok = 1;
+	cm.store_error[0] = '\0';
 	cm.retry_ms = RETRY_MIN_MS;
 	sched__flush();
 	sched__pump();
@@ -564,4 +571,17 @@ void sched__commit_shutdown(void)
 	uv_close((uv_handle_t *)&cm.prepare, NULL);
 	uv_close((uv_handle_t *)&cm.retry, NULL);
 	memset(&cm, 0, sizeof cm);
+}
+
+struct json_object *sched_store_status(void)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_put(o, "writable", json_object_new_boolean(cm.store_ok));
+	json_put(o, "error", cm.store_ok ? NULL : json_str(cm.store_error));
+	json_put(o, "down_seconds",
+		 cm.store_ok ? NULL : json_int((util_now_ms() - cm.store_down_ms) / 1000));
+	json_put(o, "commits", json_int((int64_t)server.store_commits));
+	json_put(o, "failures", json_int((int64_t)server.store_failures));
+	return o;
 }

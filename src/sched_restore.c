@@ -149,6 +149,8 @@ int sched_init(const struct sched_hooks *hooks, struct err *err)
 	uv_timer_init(server.loop, &sched__s.pump_timer);
 	uv_timer_init(server.loop, &sched__s.drain_timer);
 	sched__commit_init();
+	if (sched__quota_load(err) < 0)
+		return -1;
 	if (store_job_active(server.store, &v, &n, err) < 0)
 		return -1;
 	sched__s.reconciling = 1;
@@ -190,6 +192,7 @@ void sched_shutdown(void)
 	registry_unref(sched__s.reg);
 	json_object_put(sched__s.holds);
 	sched__s.holds = NULL;
+	sched__quota_free();
 	sched__s.reg = NULL;
 	uv_close((uv_handle_t *)&sched__s.pump_timer, NULL);
 	uv_close((uv_handle_t *)&sched__s.drain_timer, NULL);

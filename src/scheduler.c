@@ -72,6 +72,7 @@ void sched__table_add(struct sjob *sj)
 	sj->hnext = table[h];
 	table[h] = sj;
 	sched__s.nlive++;
+	sched__quota_live(sj->job, 1);
 }
 
 void sched__table_remove(struct sjob *sj)
@@ -80,6 +81,7 @@ void sched__table_remove(struct sjob *sj)
 		if (*pp == sj) {
 			*pp = sj->hnext;
 			sched__s.nlive--;
+			sched__quota_live(sj->job, -1);
 			return;
 		}
 }
@@ -343,6 +345,22 @@ static struct json_object *stored_view(const char *id, struct err *err)
 	return v;
 }
 
+int sched_job_owner(const char *id, char *owner, size_t n, struct err *err)
+{
+	struct sjob *sj = sched__find(id);
+	struct job *j = NULL;
+
+	if (sj) {
+		snprintf(owner, n, "%s", sj->job->owner ? sj->job->owner : "");
+		return 0;
+	}
+	if (store_job_get(server.store, id, &j, err) < 0)
+		return -1;
+	snprintf(owner, n, "%s", j->owner ? j->owner : "");
+	job_free(j);
+	return 0;
+}
+
 struct json_object *sched_view_stored(const struct job *j)
 {
 	struct sjob *sj = sched__find(j->id);
@@ -393,6 +411,7 @@ void sched__finish(struct sjob *sj, int status)
 	sj->ticket = 0;
 	sj->finishing = 0;
 	sched__set_state(sj, status);
+	sched__quota_finished(sj->job);
 	sj->retiring = 1;
 	sched__effect(EFF_RETIRE, sj, NULL);
 }
@@ -700,6 +719,7 @@ static struct job *job_for(const struct sched_request *rq)
 	free(j->params_json);
 	j->params_json = json_dumps(rq->params);
 	job_set_str(&j->idempotency_key, rq->idem);
+	job_set_str(&j->owner, rq->owner);
 	j->priority = rq->priority;
 	j->max_attempts = server.cfg.max_attempts;
 	j->created_at = j->updated_at = util_now_ms();
@@ -717,7 +737,10 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 		return 0;
 	if (err->code == ERR_DUPLICATE)
 		return -1;
-	if (submit_check(rq, err) < 0)
+	if (submit_check(rq, err) < 0 ||
+	    sched_quota_check(rq->owner, rq->owner_name, rq->retry_after_s ? rq->retry_after_s
+									  : &(int){0},
+			      err) < 0)
 		return -1;
 	j = job_for(rq);
 	if (sched__route(rq->fn, rq->quality, j->id, &t, &pin) < 0) {
@@ -738,6 +761,7 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 		sched__note_fallback(sj, pin->model);
 	server.jobs_submitted++;
 	sched__table_add(sj);
+	sched__quota_submitted(j);
 	sched__enqueue(sj, t, pin);
 	log_info("job queued job=%s function=%s quality=%s model=%s", j->id, rq->fn->name,
 		 j->quality, pin ? pin->model->id : "any");

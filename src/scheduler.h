@@ -6,7 +6,7 @@
  * loop turn, before anything about them is visible outside (a reply, a
  * POST /prompt, an event).
  *
- * Job lifecycle (DESIGN.md §2), each transition performed by one function
+ * Job lifecycle (docs/design.md §4), each transition performed by one function
  * of scheduler.c:
  *
  *   queued --dispatch--> preparing --on_running--> running --complete--> completed
@@ -71,6 +71,9 @@ struct sched_request {
 	int priority;                  /* 0..10 */
 	const char *idem;              /* idempotency key, or NULL */
 	const struct json_object *sent; /* params as the request gave them, or NULL */
+	const char *owner;             /* the API key id that sends it, or NULL */
+	const char *owner_name;        /* that key's name (for its quotas), or NULL */
+	int *retry_after_s;            /* out, or NULL: the wait an ERR_QUOTA asks for */
 };
 
 /*
@@ -99,6 +102,11 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 int sched_cancel(const char *id, struct err *err);
 
 /*
+ * The API key id that made job id into owner ("" when none), from the
+ * live job or the store. -1 with ERR_NOT_FOUND (or a store error).
+ */
+int sched_job_owner(const char *id, char *owner, size_t n, struct err *err);
+/*
  * The public view of job id (view.h): a live job as it is now, a finished
  * one from the store. Only committed states are shown: a change not yet
  * committed is committed first, and while the store cannot be written the
@@ -125,6 +133,17 @@ int sched_metrics(struct buf *b);
 /* Jobs waiting in queues. */
 size_t sched_queued(void);
 /* NULL when new jobs can be taken, else why not (for /ready). */
+/*
+ * Whether the API key owner (named name; owner NULL: no key) may submit
+ * one more job now: 0, or -1 with ERR_QUOTA, a sentence for the user in
+ * err->msg and the seconds to wait in *retry_after_s.
+ */
+int sched_quota_check(const char *owner, const char *name, int *retry_after_s, struct err *err);
+/* {running, last_minute, gpu_seconds_today, quota: {...}} of one key. Caller owns it. */
+struct json_object *sched_quota_json(const char *owner, const char *name);
+
+/* {writable, error, down_seconds, commits, failures}: the job store, for operators. */
+struct json_object *sched_store_status(void);
 /*
  * 1 when the operators hold every model of that function's quality and no
  * fallback serves it: a submit is refused (ERR_PAUSED) and the catalog

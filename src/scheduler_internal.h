@@ -223,6 +223,12 @@ void sched__record_runner_put(const struct runner *r);
 void sched__record_runner_delete(const char *id);
 /* A meta row (store_meta_put; value NULL deletes it): written in the next commit. */
 void sched__record_meta(const char *key, const char *value);
+/* sched_quota.c: each key's use (jobs live, submits, GPU time today). */
+void sched__quota_live(const struct job *j, int delta);
+void sched__quota_submitted(const struct job *j);
+void sched__quota_finished(const struct job *j);
+int sched__quota_load(struct err *err);
+void sched__quota_free(void);
 /* sched_admin.c: reads the operators' holds from the store (before the models are built). */
 int sched__load_holds(struct err *err);
 /* Commits what is pending and runs the effects now; -1 when the store failed. */

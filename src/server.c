@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "store_keys.h"
+#include "auth.h"
 #include "events.h"
 #include "http.h"
 #include "httpc.h"
@@ -84,9 +86,48 @@ static int watching(void)
 
 static const struct sched_hooks hooks = {events_publish, events_wanted, events_watched, watching};
 
-static struct json_object *lookup_view(const char *id, struct err *err, void *ud)
+static struct json_object *lookup_view(const char *id, const char *owner, struct err *err,
+				       void *ud)
 {
+	char who[64];
+
+	if (owner && (sched_job_owner(id, who, sizeof who, err) < 0 || strcmp(who, owner) != 0)) {
+		err_clear(err);
+		err_set(err, ERR_NOT_FOUND, "no job with id %s", id);
+		return NULL;
+	}
 	return sched_view(id, err);
+}
+
+static int loopback(const char *host)
+{
+	return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+	       strcmp(host, "localhost") == 0;
+}
+
+/*
+ * A gateway others can reach needs keys: without any (and without the
+ * operator token), anyone on the network could run jobs and read every
+ * result. --insecure is the operator saying that the network is trusted.
+ */
+static int open_to_network_ok(struct err *err)
+{
+	const char *token = getenv("FNRUN_ADMIN_TOKEN");
+
+	if (loopback(server.cfg.listen_host) || server.cfg.insecure || auth_keys_active())
+		return 0;
+	if (token && *token) {
+		log_warn("listening on %s with the operator token only: the user API is open to "
+			 "the network; make user keys (fnrun keys create --scope user)",
+			 server.cfg.listen_host);
+		return 0;
+	}
+	err_set(err, ERR_INVALID,
+		"listening on %s without API keys would let anyone on the network run jobs and "
+		"read every result: make a key first (fnrun keys create --scope operator "
+		"--data %s), or pass --insecure if this network is trusted",
+		server.cfg.listen_host, server.cfg.data_dir);
+	return -1;
 }
 
 /* Temporary files a killed process left in the output store, swept on the thread pool. */
@@ -116,6 +157,9 @@ static int start(struct err *err)
 		return -1;
 	server.store = store_open(server_path("fnrun.db"), err);
 	if (server.store == NULL)
+		return -1;
+	server.keys = keystore_open(server_path("keys.db"), err);
+	if (server.keys == NULL || open_to_network_ok(err) < 0)
 		return -1;
 	snprintf(sweep.root, sizeof sweep.root, "%s", server_path("outputs"));
 	sweep.before = (int64_t)time(NULL);
@@ -151,6 +195,9 @@ int server_run(void)
 	uv_run(server.loop, UV_RUN_DEFAULT);
 	sched_shutdown();
 	store_close(server.store);
+	keystore_close(server.keys);
+	server.keys = NULL;
+	auth_reset();
 	registry_unref(server.reg);
 	log_info("stopped");
 	return 0;

@@ -1,6 +1,6 @@
 /*
  * server.h - the gateway's one mutable global, `struct server server`
- * (STYLE.md §7): the loop, the registry, the store, the HTTP server, the
+ * (docs/style.md §7): the loop, the registry, the store, the HTTP server, the
  * client to model servers, the limits, and the counters /metrics shows.
  */
 #ifndef FNRUN_SERVER_H
@@ -30,6 +30,7 @@ struct server_config {
 	int64_t stop_grace_ms; /* SIGTERM to SIGKILL for model servers */
 	int max_attempts;      /* attempts per job before it fails */
 	double time_scale;     /* multiplies registry timeouts (tests: < 1) */
+	int insecure;          /* --insecure: serve a non-loopback address without keys */
 };
 
 struct server {
@@ -37,6 +38,7 @@ struct server {
 	struct server_config cfg;
 	struct registry *reg;     /* current registry; jobs keep their model ids */
 	struct store *store;      /* the job store; every state change is committed here */
+	struct keystore *keys;    /* API keys (keys.db beside the store; store_keys.h) */
 	struct http_server *http; /* the user and operator API */
 	struct httpc *httpc;      /* HTTP client to model servers */
 	uv_signal_t sigterm, sigint;

@@ -36,13 +36,15 @@
 #include "log.h"
 #include "store.h"
 #include "store_guard.h"
+#include "store_internal.h"
 #include "util.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000 /* wait for another process's lock */
 
 /* Every column of jobs, in job_fields[] order, then seq. */
 #define JOB_COLS                                                              \
-	"id, function, params_json, idempotency_key, created_at, quality, "   \
+	"id, function, params_json, idempotency_key, created_at, owner, "     \
+	"quality, "                                                           \
 	"status, priority, attempt, max_attempts, model_id, runner_id, "      \
 	"remote_prompt_id, remote_url, progress, message, error_code, "       \
 	"error_message, error_suggestion, error_action, error_detail, "       \
@@ -108,6 +110,10 @@ static const struct migration {
 	{1, schema_v1, NULL},
 	{2, "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
 	    "PRAGMA user_version = 2;", NULL},
+	/* The API key that made each job (the keys live in keys.db: store_keys.c). */
+	{3, "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+	    "CREATE INDEX jobs_owner_created ON jobs (owner, created_at);"
+	    "PRAGMA user_version = 3;", NULL},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -126,6 +132,8 @@ enum stmt {
 	ST_JOB_CURSOR,
 	ST_JOB_LIST,
 	ST_JOB_LIST_STATUS,
+	ST_JOB_LIST_OWNER,
+	ST_JOB_LIST_OWNER_STATUS,
 	ST_JOB_ACTIVE,
 	ST_JOB_COUNT,
 	ST_JOB_COUNT_STATUS,
@@ -148,13 +156,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ROLLBACK_TO] = "ROLLBACK TO nest",
 	[ST_JOB_INSERT] =
 		"INSERT INTO jobs (id, function, params_json,"
-		" idempotency_key, created_at, quality, status, priority, attempt,"
+		" idempotency_key, created_at, owner, quality, status, priority, attempt,"
 		" max_attempts, model_id, runner_id, remote_prompt_id,"
 		" remote_url, progress, message, error_code, error_message,"
 		" error_suggestion, error_action, error_detail, outputs_json,"
 		" tried_json, started_at, finished_at, updated_at)"
 		" VALUES (:id, :function, :params_json,"
-		" :idempotency_key, :created_at, :quality, :status, :priority, :attempt,"
+		" :idempotency_key, :created_at, :owner, :quality, :status, :priority, :attempt,"
 		" :max_attempts, :model_id, :runner_id, :remote_prompt_id,"
 		" :remote_url, :progress, :message, :error_code, :error_message,"
 		" :error_suggestion, :error_action, :error_detail, :outputs_json,"
@@ -181,6 +189,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_JOB_LIST_STATUS] = "SELECT " JOB_COLS " FROM jobs"
 			       " WHERE status = ?4 AND (created_at, seq) < (?1, ?2)"
 			       " ORDER BY created_at DESC, seq DESC LIMIT ?3",
+	[ST_JOB_LIST_OWNER] = "SELECT " JOB_COLS " FROM jobs"
+			      " WHERE owner = ?5 AND (created_at, seq) < (?1, ?2)"
+			      " ORDER BY created_at DESC, seq DESC LIMIT ?3",
+	[ST_JOB_LIST_OWNER_STATUS] = "SELECT " JOB_COLS " FROM jobs"
+				     " WHERE owner = ?5 AND status = ?4"
+				     " AND (created_at, seq) < (?1, ?2)"
+				     " ORDER BY created_at DESC, seq DESC LIMIT ?3",
 	[ST_JOB_ACTIVE] = "SELECT " JOB_COLS " FROM jobs"
 			  " WHERE status IN ('queued', 'preparing', 'running')"
 			  " ORDER BY priority DESC, seq",
@@ -221,6 +236,7 @@ static const struct field {
 	FIELD(params_json, F_TEXT),
 	FIELD(idempotency_key, F_NTEXT),
 	FIELD(created_at, F_I64),
+	FIELD(owner, F_NTEXT),
 	/* Mutable, from FIRST_MUTABLE on: written by update too. */
 	FIELD(quality, F_TEXT), /* lowered when an out-of-memory job retries */
 	FIELD(status, F_STATUS),
@@ -247,7 +263,7 @@ static const struct field {
 };
 
 #define NFIELDS ((int)(sizeof job_fields / sizeof job_fields[0]))
-#define FIRST_MUTABLE 5
+#define FIRST_MUTABLE 6
 
 struct store {
 	sqlite3 *db;                /* the one connection */
@@ -255,6 +271,11 @@ struct store {
 	int depth;                  /* unmatched store_begin() calls */
 	char *path;                 /* the file, for messages */
 };
+
+sqlite3 *store__db(struct store *s)
+{
+	return s->db;
+}
 
 /* Sets ERR_IO from the connection's last error. Returns -1. */
 static int db_fail(struct store *s, const char *what, struct err *err)
@@ -844,6 +865,13 @@ int store_job_list(struct store *s, int status, int limit,
 		   const char *before_id, struct job ***out, size_t *n,
 		   struct err *err)
 {
+	return store_job_list_of(s, NULL, status, limit, before_id, out, n, err);
+}
+
+int store_job_list_of(struct store *s, const char *owner, int status, int limit,
+		      const char *before_id, struct job ***out, size_t *n,
+		      struct err *err)
+{
 	int64_t created = INT64_MAX, seq = INT64_MAX;
 	sqlite3_stmt *st;
 
@@ -854,7 +882,12 @@ int store_job_list(struct store *s, int status, int limit,
 	if (before_id != NULL &&
 	    list_cursor(s, before_id, &created, &seq, err) < 0)
 		return -1;
-	st = s->st[status == -1 ? ST_JOB_LIST : ST_JOB_LIST_STATUS];
+	if (owner)
+		st = s->st[status == -1 ? ST_JOB_LIST_OWNER : ST_JOB_LIST_OWNER_STATUS];
+	else
+		st = s->st[status == -1 ? ST_JOB_LIST : ST_JOB_LIST_STATUS];
+	if (owner)
+		sqlite3_bind_text(st, 5, owner, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 1, created);
 	sqlite3_bind_int64(st, 2, seq);
 	sqlite3_bind_int(st, 3, limit > 0 ? limit : -1);

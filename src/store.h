@@ -1,7 +1,7 @@
 /*
  * store.h - the durable job store: one SQLite file, the source of truth.
  *
- * Every state change is written here before it is acted on (DESIGN.md §1).
+ * Every state change is written here before it is acted on (docs/design.md §2).
  * One connection in WAL mode with synchronous=NORMAL: a committed
  * transaction survives a crash of the process (kill -9), not necessarily a
  * power loss. Statements are prepared once, at open.
@@ -94,6 +94,10 @@ int store_job_by_idem(struct store *s, const char *key, struct job **out,
 int store_job_list(struct store *s, int status, int limit,
 		   const char *before_id, struct job ***out, size_t *n,
 		   struct err *err);
+/* The same, only the jobs of one owner (an API key id); owner NULL: all. */
+int store_job_list_of(struct store *s, const char *owner, int status, int limit,
+		      const char *before_id, struct job ***out, size_t *n,
+		      struct err *err);
 /*
  * Every queued, preparing or running job in queue order (priority
  * descending, then seq ascending), to rebuild the queue at startup and

@@ -1,6 +1,6 @@
 /*
  * store_guard.h - refusing a damaged job store, or an empty one where jobs
- * were (store_guard.c). Used by store_open() alone.
+ * were (store_guard.c). Used by store_open() and keystore_open().
  */
 #ifndef FNRUN_STORE_GUARD_H
 #define FNRUN_STORE_GUARD_H
