@@ -671,7 +671,7 @@ static void model_failed(struct mstate *m, const char *why)
 		sched__fall_back(m, why);
 		return;
 	}
-	/* The first failure restarts at once; then 250 ms, 500 ms, ... */
+	/* The first failure restarts at once, the second after 500 ms; the third rests the model. */
 	m->retry_at_ms = now + (m->failures > 1 ? scaled(125LL << m->failures) : 0);
 	say_retrying(m);
 }

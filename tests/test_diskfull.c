@@ -501,6 +501,19 @@ static const char *refuse_while_full(struct seen *slow, long *wal_bytes)
 	return key;
 }
 
+/* Operators read why in the admin API: the store is not writable, and the cause. */
+static void admin_says_store_down(void)
+{
+	struct tu_resp r;
+
+	ck_assert_int_eq(tu_http(g.port, "GET", "/api/admin/status", NULL, NULL, 0, &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_msg(strstr(r.body, "\"ready\": false") && strstr(r.body, "\"writable\": false") &&
+			      strstr(r.body, "full"),
+		      "%s", r.body);
+	tu_resp_free(&r);
+}
+
 /*
  * The running job's model server finishes while the disk is still full.
  * The job is then watched (GET and its event stream) for OBSERVE_MS: not a
@@ -524,6 +537,7 @@ static void finish_while_full(struct seen *slow, int port, int events, long wal_
 	ck_assert_msg(slow->final[0] == '\0', "job %s shown %s before it could be committed",
 		      slow->id, slow->final);
 	ck_assert_msg(tu_wait_http(g.port, "/ready", 503, 0) == 0, "/ready is 200 on a full disk");
+	admin_says_store_down();
 }
 
 /*
