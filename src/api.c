@@ -680,6 +680,8 @@ static void api_session_delete(struct http_req *req)
 	struct json_object *o = json_object_new_object();
 
 	http_reply_header(req, "Set-Cookie", "fnrun_key=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+	/* Results the browser cached while signed in are not for the next person at it. */
+	http_reply_header(req, "Clear-Site-Data", "\"cache\"");
 	json_put(o, "signed_in", json_object_new_boolean(0));
 	http_reply_json(req, 200, o);
 	json_object_put(o);

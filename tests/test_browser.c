@@ -8,6 +8,10 @@
  * (playwright-core): submit, live progress, a thumbnail, a reload, and the
  * friendly out-of-memory card whose button resubmits one quality lower, and
  * a Create Video card whose <video> shows its poster and really plays.
+ * "page" also runs tests/browser/signin.test.mjs against a gateway with a
+ * user key (made by `fnrun keys create` before it starts, given to the
+ * script in FNRUN_PAGE_KEY): the sign-in form, a wrong key refused, the
+ * right one signed in, an image made and shown through the cookie, sign-out.
  * Its screenshots go to $FNRUN_ARTIFACTS (default tests/browser/artifacts).
  */
 #include <check.h>
@@ -29,6 +33,7 @@
 #include "util.h"
 
 #define PAGE_TEST "tests/browser/page.test.mjs"
+#define SIGNIN_TEST "tests/browser/signin.test.mjs"
 #define PAGE_TIMEOUT_MS 170000
 
 static char root[600]; /* a web root made by the test */
@@ -320,10 +325,39 @@ static void print_log(const char *title, const char *path)
 	free(text);
 }
 
-START_TEST(page_in_chromium)
+/* A new user key named name in g's data dir, made before the gateway starts; caller frees. */
+static char *make_user_key(const char *name)
+{
+	char data[512], log[512];
+	char *argv[] = {(char *)tu_bin("fnrun"), "keys", "create", "--scope", "user", "--name",
+			(char *)name, "--data", data, NULL};
+	char *out, *k, *key;
+	pid_t pid;
+	int status;
+
+	snprintf(data, sizeof data, "%s/data", g.dir);
+	snprintf(log, sizeof log, "%s/keys.out", g.dir);
+	pid = tu_spawn(argv, log);
+	ck_assert_int_gt(pid, 0);
+	status = tu_wait_exit(pid, 10000);
+	out = tu_read_file(log, NULL);
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "fnrun keys create failed: %s", out ? out : "(no output)");
+	k = out ? strstr(out, "fnr_") : NULL;
+	ck_assert_msg(k != NULL, "fnrun keys create printed no key: %s", out ? out : "");
+	key = strndup(k, strcspn(k, " \t\r\n"));
+	free(out);
+	return key;
+}
+
+/*
+ * Starts a gateway on page_registry and runs script (node) against it, with
+ * FNRUN_PAGE_KEY set to key when there is one.
+ */
+static void run_page_script(const char *script, const char *key)
 {
 	char web[PATH_MAX], url[64], log[512], gwlog[512], wf[512];
-	char *argv[] = {"/usr/bin/env", "node", PAGE_TEST, NULL};
+	char *argv[] = {"/usr/bin/env", "node", (char *)script, NULL};
 	int status, gw_status;
 	pid_t node;
 
@@ -341,6 +375,8 @@ START_TEST(page_in_chromium)
 	gw_start(&g);
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/", g.port);
 	setenv("FNRUN_URL", url, 1);
+	if (key)
+		setenv("FNRUN_PAGE_KEY", key, 1);
 	snprintf(log, sizeof log, "%s/page-test.log", g.dir);
 	snprintf(gwlog, sizeof gwlog, "%s/gateway.log", g.dir);
 	node = tu_spawn(argv, log);
@@ -354,15 +390,30 @@ START_TEST(page_in_chromium)
 	 * gateway's exit status non-zero.
 	 */
 	gw_status = gw_stop(&g, 8000);
-	print_log(PAGE_TEST, log);
+	print_log(script, log);
 	if (gw_status == -1 || !WIFEXITED(gw_status) || WEXITSTATUS(gw_status) != 0)
 		print_log("fnrun serve", gwlog);
-	ck_assert_msg(status != -1, "%s did not finish in %d s", PAGE_TEST, PAGE_TIMEOUT_MS / 1000);
+	ck_assert_msg(status != -1, "%s did not finish in %d s", script, PAGE_TIMEOUT_MS / 1000);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "%s failed (exit status %d); its output is above", PAGE_TEST,
+		      "%s failed (exit status %d); its output is above", script,
 		      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	ck_assert_msg(gw_status != -1 && WIFEXITED(gw_status) && WEXITSTATUS(gw_status) == 0,
 		      "fnrun serve did not stop cleanly (status %d); its log is above", gw_status);
+}
+
+START_TEST(page_in_chromium)
+{
+	run_page_script(PAGE_TEST, NULL);
+}
+END_TEST
+
+/* The same page behind a key: sign in, make an image, sign out. */
+START_TEST(signin_in_chromium)
+{
+	char *key = make_user_key("alice");
+
+	run_page_script(SIGNIN_TEST, key);
+	free(key);
 }
 END_TEST
 
@@ -382,6 +433,7 @@ Suite *suite_browser(void)
 	tcase_add_checked_fixture(pg, page_setup, page_teardown);
 	tcase_set_timeout(pg, PAGE_TIMEOUT_MS / 1000 + 30);
 	tcase_add_test(pg, page_in_chromium);
+	tcase_add_test(pg, signin_in_chromium);
 	suite_add_tcase(s, pg);
 	return s;
 }

@@ -9,6 +9,11 @@
  * jobs this browser submitted are remembered in localStorage, so a reload
  * finds its cards again and reconnects.
  *
+ * With API keys (GET /api/session says keys_required) the page first asks
+ * for one: POST /api/session sets an HttpOnly cookie that every request,
+ * image and event stream then carries; any 401 brings the sign-in back.
+ * Each key name has its own list of remembered jobs.
+ *
  * Plain JavaScript, no build step, and no request leaves the server that
  * served the page. Every text from the server goes in with textContent;
  * only result URLs under /api/outputs/ are used as links.
@@ -41,7 +46,12 @@
     sourceKey: '', /* the ids it watches, comma-joined */
     streamTimer: 0,
     refreshTimer: 0,
+    catalogTimer: 0,
+    startTimer: 0,
     submitting: false,
+    user: null, /* GET /api/session when signed in with a key, else null */
+    epoch: 0, /* bumped when the page stops (sign-in needed): late answers are dropped */
+    signingIn: false,
   };
 
   /* ---- small helpers ---- */
@@ -59,7 +69,11 @@
     return e;
   }
 
-  /* One JSON request to this server: {status, data}; status 0 when unreachable. */
+  /*
+   * One JSON request to this server: {status, data}; status 0 when
+   * unreachable. A 401 outside /api/session means the key is needed (or no
+   * longer works): the page stops and asks for one.
+   */
   async function api(method, path, body) {
     const opts = { method, headers: { Accept: 'application/json' } };
     if (body !== undefined) {
@@ -78,6 +92,7 @@
     } catch (e) {
       data = null;
     }
+    if (res.status === 401 && path !== '/api/session') needSignIn();
     return { status: res.status, data };
   }
 
@@ -161,6 +176,12 @@
 
   /* ---- remembering jobs ---- */
 
+  /* Where this browser remembers its jobs: one list per key name. */
+  function storeKey() {
+    const u = state.user;
+    return u && u.name ? `${STORE_KEY}.${u.scope || 'user'}.${u.name}` : STORE_KEY;
+  }
+
   function save() {
     const list = state.jobs.map((j) => ({
       id: j.id,
@@ -170,7 +191,7 @@
       params: j.params,
     }));
     try {
-      localStorage.setItem(STORE_KEY, JSON.stringify(list));
+      localStorage.setItem(storeKey(), JSON.stringify(list));
     } catch (e) {
       /* Private mode or full: the page still works, it just forgets. */
     }
@@ -179,7 +200,7 @@
   function restore() {
     let list = [];
     try {
-      list = JSON.parse(localStorage.getItem(STORE_KEY) || '[]');
+      list = JSON.parse(localStorage.getItem(storeKey()) || '[]');
     } catch (e) {
       list = [];
     }
@@ -192,12 +213,14 @@
   /* ---- the catalog and the form ---- */
 
   async function loadCatalog() {
+    const epoch = state.epoch;
     const { status, data } = await api('GET', '/api/functions');
+    if (epoch !== state.epoch) return; /* signed out meanwhile */
     if (status !== 200 || !data || !Array.isArray(data.functions)) {
       $('catalog-status').textContent = status === 0
         ? "Can't reach the Function Runner. Trying again…"
         : 'The list of functions is not available right now. Trying again…';
-      setTimeout(loadCatalog, RETRY_MS);
+      state.catalogTimer = setTimeout(loadCatalog, RETRY_MS);
       return;
     }
     state.catalog = data;
@@ -216,7 +239,6 @@
     const sel = $('function');
     sel.replaceChildren(...state.catalog.functions.map((f) =>
       el('option', { value: f.name, text: f.name })));
-    sel.addEventListener('change', buildFunctionForm);
     buildFunctionForm();
   }
 
@@ -381,7 +403,7 @@
     state.submitting = false;
     $('submit').disabled = false;
     $('submit').textContent = 'Create';
-    if (!res.ok) showSubmitError(res.status, res.data);
+    if (!res.ok && res.status !== 401) showSubmitError(res.status, res.data);
   }
 
   /* Posts one job; on success adds its card. {ok, status, data}. */
@@ -616,7 +638,7 @@
       function: job.function, quality: act.quality, qualityLabel: act.label, params: job.params,
     });
     button.disabled = false;
-    if (res.ok) return;
+    if (res.ok || res.status === 401) return;
     const e = res.data && res.data.error;
     note.textContent = e ? [e.message, e.suggestion].filter(Boolean).join(' ')
       : "Can't reach the Function Runner. Please try again.";
@@ -718,14 +740,17 @@
 
   /* Reads the view of every card not known to be finished, then syncs the stream. */
   async function refreshAll() {
+    const epoch = state.epoch;
     const todo = state.jobs.filter(isLive);
     let unreachable = false;
     await Promise.all(todo.map(async (job) => {
       const { status, data } = await api('GET', `/api/jobs/${encodeURIComponent(job.id)}`);
+      if (epoch !== state.epoch) return;
       if (status === 200 && data && data.job_id) applyView(data);
       else if (status === 404) removeJob(job); /* the server no longer has it */
       else unreachable = true;
     }));
+    if (epoch !== state.epoch) return;
     if (unreachable) {
       banner("Can't reach the Function Runner. Trying again…");
       refreshSoon();
@@ -737,11 +762,14 @@
 
   /* Finished cards need one look after a reload; live ones get it from the stream too. */
   async function loadRestored() {
+    const epoch = state.epoch;
     await Promise.all(state.jobs.filter((j) => !j.view).map(async (job) => {
       const { status, data } = await api('GET', `/api/jobs/${encodeURIComponent(job.id)}`);
+      if (epoch !== state.epoch) return;
       if (status === 200 && data && data.job_id) applyView(data);
       else if (status === 404) removeJob(job);
     }));
+    if (epoch !== state.epoch) return;
     if (state.jobs.some((j) => !j.view)) {
       banner("Can't reach the Function Runner. Trying again…");
       refreshSoon();
@@ -783,14 +811,142 @@
     }
   }
 
-  function init() {
-    setupPanel();
-    $('form').addEventListener('submit', onSubmit);
-    $('quality').addEventListener('change', () => clearFieldError('quality'));
+  /* ---- signing in (only where the server has keys) ---- */
+
+  /* Asks the server whether it needs a key, then starts the page or asks for one. */
+  async function start() {
+    const epoch = state.epoch;
+    const { status, data } = await api('GET', '/api/session');
+    if (epoch !== state.epoch) return;
+    if (status === 0) {
+      $('catalog-status').textContent = "Can't reach the Function Runner. Trying again…";
+      state.startTimer = setTimeout(start, RETRY_MS);
+      return;
+    }
+    const s = status === 200 && data ? data : {}; /* a server without sessions has no keys */
+    if (s.keys_required && !s.signed_in) showSignIn();
+    else startApp(s.signed_in ? s : null);
+  }
+
+  /* The page as it works without keys, for user (null: no key needed). */
+  function startApp(user) {
+    stopApp(); /* nothing of a previous key stays */
+    state.user = user;
+    showWho();
+    $('signin').hidden = true;
+    $('app').hidden = false;
     restore();
     updateCounts();
     loadCatalog();
     loadRestored();
+  }
+
+  /* Drops the cards, catalog and stream; the jobs stay remembered for the next sign-in. */
+  function stopApp() {
+    state.epoch++;
+    for (const t of [state.catalogTimer, state.refreshTimer, state.streamTimer, state.startTimer])
+      clearTimeout(t);
+    closeStream();
+    state.jobs = [];
+    $('jobs').replaceChildren();
+    state.catalog = null;
+    $('form').hidden = true;
+    $('catalog-status').textContent = 'Loading what you can make…';
+    $('catalog-status').hidden = false;
+    banner('');
+    updateCounts();
+  }
+
+  function showWho() {
+    const u = state.user;
+    $('who').hidden = !u;
+    $('who-name').textContent = u ? u.name || (u.scope === 'operator' ? 'an operator' : 'you') : '';
+  }
+
+  function showSignIn() {
+    stopApp();
+    state.user = null;
+    showWho();
+    $('app').hidden = true;
+    $('signin').hidden = false;
+    $('signin-error').hidden = true;
+    $('signin-key').removeAttribute('aria-invalid');
+    $('signin-key').value = '';
+    $('signin-key').focus();
+  }
+
+  /* A request answered 401: the key is needed, or no longer works. */
+  function needSignIn() {
+    if ($('signin').hidden) showSignIn();
+  }
+
+  function signInError(text) {
+    $('signin-error').textContent = text;
+    $('signin-error').hidden = false;
+    $('signin-key').setAttribute('aria-invalid', 'true');
+    $('signin-key').focus();
+    $('signin-key').select();
+  }
+
+  async function onSignIn(ev) {
+    ev.preventDefault();
+    if (state.signingIn) return;
+    const input = $('signin-key');
+    const key = input.value.trim();
+    $('signin-error').hidden = true;
+    input.removeAttribute('aria-invalid');
+    if (!key) {
+      signInError('Paste your key first, then press Sign in.');
+      return;
+    }
+    const button = $('signin-submit');
+    state.signingIn = true;
+    button.disabled = true;
+    button.textContent = 'Signing in…';
+    const { status, data } = await api('POST', '/api/session', { key });
+    state.signingIn = false;
+    button.disabled = false;
+    button.textContent = 'Sign in';
+    if (status === 200 && data && data.signed_in) {
+      input.value = '';
+      startApp(data);
+      return;
+    }
+    const e = data && data.error;
+    if (status === 401 || status === 400)
+      signInError('That key does not work. Check it, or ask your operator for a new one.');
+    else if (status === 0)
+      signInError("Can't reach the Function Runner. Check that it is running, then try again.");
+    else
+      signInError(e ? [e.message, e.suggestion].filter(Boolean).join(' ') : 'Something went wrong. Please try again.');
+  }
+
+  async function onSignOut() {
+    const button = $('signout');
+    button.disabled = true;
+    const { status } = await api('DELETE', '/api/session');
+    button.disabled = false;
+    if (status === 0) {
+      banner("Can't reach the Function Runner to sign out. Please try again.");
+      return;
+    }
+    showSignIn();
+    announce('Signed out.');
+    /* Should the server have no keys any more, the page needs none. */
+    const epoch = state.epoch;
+    const s = await api('GET', '/api/session');
+    if (epoch === state.epoch && s.status === 200 && s.data && s.data.keys_required === false)
+      startApp(null);
+  }
+
+  function init() {
+    setupPanel();
+    $('form').addEventListener('submit', onSubmit);
+    $('function').addEventListener('change', buildFunctionForm);
+    $('quality').addEventListener('change', () => clearFieldError('quality'));
+    $('signin-form').addEventListener('submit', onSignIn);
+    $('signout').addEventListener('click', onSignOut);
+    start();
     setInterval(tick, 1000);
   }
 

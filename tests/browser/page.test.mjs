@@ -144,6 +144,9 @@ async function run(page, context) {
     check((await page.locator('#param-prompt').getAttribute('maxlength')) === '200',
       'the prompt lacks maxlength');
     check(await page.locator('#empty').isVisible(), 'the empty panel says nothing');
+    // Without keys on the server: no sign-in, no "Signed in as".
+    check(await page.locator('#signin').isHidden(), 'the page asks for a key');
+    check(await page.locator('#who').isHidden(), 'the page says someone is signed in');
   });
 
   await step('a missing prompt is shown next to the prompt', async () => {
