@@ -110,7 +110,7 @@ struct http_server *api_start(struct err *err)
 /* ---- POST /api/generate: parsing ---- */
 
 static const char *const generate_fields[] = {
-	"function", "quality", "params", "priority", "idempotency_key",
+	"function", "quality", "params", "priority", "idempotency_key", "user",
 };
 
 static int check_fields(struct json_object *o, struct err *err)
@@ -124,7 +124,7 @@ static int check_fields(struct json_object *o, struct err *err)
 		if (!known) {
 			err_set(err, ERR_INVALID,
 				"%.64s: unknown field; allowed: function, quality, params, "
-				"priority, idempotency_key",
+				"priority, idempotency_key, user",
 				key);
 			return -1;
 		}
@@ -224,9 +224,11 @@ static size_t utf8_chars(const char *s)
 	return n;
 }
 
-static int parse_idem(struct json_object *o, struct api_generate *out, struct err *err)
+/* An optional string field of 1 to max characters into *out (owned); NULL when absent. */
+static int parse_short_string(struct json_object *o, const char *field, int max, char **out,
+			      struct err *err)
 {
-	struct json_object *v = json_get(o, "idempotency_key");
+	struct json_object *v = json_get(o, field);
 	const char *s;
 	size_t n;
 
@@ -234,14 +236,18 @@ static int parse_idem(struct json_object *o, struct api_generate *out, struct er
 		return 0; /* absent or JSON null */
 	s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 	n = s ? utf8_chars(s) : 0;
-	if (s == NULL || n < 1 || n > API_IDEM_MAX ||
+	if (s == NULL || n < 1 || n > (size_t)max ||
 	    strlen(s) != (size_t)json_object_get_string_len(v)) {
-		err_set(err, ERR_INVALID,
-			"idempotency_key: must be a string of 1 to %d characters", API_IDEM_MAX);
+		err_set(err, ERR_INVALID, "%s: must be a string of 1 to %d characters", field, max);
 		return -1;
 	}
-	out->idem = xstrdup(s);
+	*out = xstrdup(s);
 	return 0;
+}
+
+static int parse_idem(struct json_object *o, struct api_generate *out, struct err *err)
+{
+	return parse_short_string(o, "idempotency_key", API_IDEM_MAX, &out->idem, err);
 }
 
 static int parse_body(const struct registry *reg, struct json_object *o,
@@ -259,7 +265,8 @@ static int parse_body(const struct registry *reg, struct json_object *o,
 	if (registry_validate_params(out->fn, json_get(o, "params"), &out->params, err) < 0)
 		return -1;
 	out->sent = json_object_get(json_get(o, "params"));
-	if (parse_priority(o, out, err) < 0 || parse_idem(o, out, err) < 0)
+	if (parse_priority(o, out, err) < 0 || parse_idem(o, out, err) < 0 ||
+	    parse_short_string(o, "user", API_USER_MAX, &out->user, err) < 0)
 		return -1;
 	return 0;
 }
@@ -285,6 +292,7 @@ void api_generate_cleanup(struct api_generate *g)
 	json_object_put(g->params);
 	json_object_put(g->sent);
 	free(g->idem);
+	free(g->user);
 	memset(g, 0, sizeof *g);
 }
 
@@ -334,7 +342,7 @@ static void api_generate(struct http_req *req)
 		return;
 	}
 	rq = (struct sched_request){g.fn, g.quality, g.params, g.priority, g.idem, g.sent,
-				    who.key_id[0] ? who.key_id : NULL, who.name, &retry_after};
+				    who.key_id[0] ? who.key_id : NULL, who.name, &retry_after, g.user};
 	/* Each key has its own idempotency keys: another's never names our job. */
 	if (g.idem && rq.owner) {
 		snprintf(idem, sizeof idem, "%s:%s", rq.owner, g.idem);
@@ -659,8 +667,9 @@ static void api_session_post(struct http_req *req)
 	if (who.kind != AUTH_USER && who.kind != AUTH_OPERATOR) {
 		json_object_put(body);
 		http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"fnrun\"");
-		http_reply_error(req, 401, "UNAUTHORIZED", "That key does not work.",
-				 "Check it, or ask your operator for a new one.");
+		http_reply_error(req, 401, "UNAUTHORIZED",
+				 "That key does not work. Check it, or ask your operator for a new one.",
+				 NULL);
 		return;
 	}
 	/* Only a well-formed key (hex after "fnr_") is ever put in a header. */

@@ -33,12 +33,14 @@ struct api_generate {
 	struct json_object *params;    /* validated with defaults; owned */
 	int priority;                  /* 0..10, default 5 */
 	char *idem;                    /* idempotency key, or NULL; owned */
+	char *user;                    /* who the request is for (A/B stickiness), or NULL; owned */
 	struct json_object *sent;      /* params as sent, before defaults; owned */
 };
 
 #define API_PRIORITY_DEFAULT 5
 #define API_PRIORITY_MAX 10
 #define API_IDEM_MAX 200 /* characters in an idempotency key */
+#define API_USER_MAX 128 /* characters in a user */
 
 /*
  * Parses and validates a generate body of len bytes against reg: a JSON

@@ -52,11 +52,36 @@ void api_admin_models(struct http_req *req)
 }
 
 /* POST /api/admin/models/{id}/start|stop|drain */
+/* {"weight": N} of a request into *w; answers 400 and returns -1 when it is not one. */
+static int weight_of(struct http_req *req, int64_t *w)
+{
+	size_t len;
+	const char *body = http_req_body(req, &len);
+	struct json_object *o = NULL, *v;
+	struct err e = {0};
+	int ok;
+
+	ok = json_parse(body ? body : "", body ? len : 0, 4, &o, &e) == 0 &&
+	     json_object_is_type(o, json_type_object) && json_object_object_length(o) == 1 &&
+	     (v = json_get(o, "weight")) != NULL && json_object_is_type(v, json_type_int);
+	if (ok)
+		*w = json_object_get_int64(json_get(o, "weight"));
+	json_object_put(o);
+	if (!ok || *w < 0 || *w > 1000000) {
+		http_reply_error(req, 400, "INVALID_INPUT",
+				 "weight: send {\"weight\": N}, an integer from 0 to 1000000", "weight");
+		return -1;
+	}
+	return 0;
+}
+
+/* POST /api/admin/models/{id}/start|stop|drain|promote|rollback, and {id}/weight {"weight": N} */
 void api_admin_model_action(struct http_req *req)
 {
 	const char *rest = http_req_param(req), *slash = strrchr(rest, '/');
 	char id[256];
 	struct err e = {0};
+	int64_t weight = 0;
 
 	if (!authorized(req))
 		return;
@@ -66,7 +91,16 @@ void api_admin_model_action(struct http_req *req)
 	}
 	memcpy(id, rest, (size_t)(slash - rest));
 	id[slash - rest] = '\0';
-	if (sched_admin_action(id, slash + 1, &e) < 0) {
+	if (strcmp(slash + 1, "weight") == 0) {
+		if (weight_of(req, &weight) < 0)
+			return;
+		if (sched_admin_weight(id, weight, &e) < 0) {
+			http_reply_error(req, err_http_status(e.code),
+					 e.code == ERR_NOT_FOUND ? "NOT_FOUND" : "INVALID_INPUT", e.msg,
+					 "weight");
+			return;
+		}
+	} else if (sched_admin_action(id, slash + 1, &e) < 0) {
 		http_reply_error(req, err_http_status(e.code),
 				 e.code == ERR_NOT_FOUND ? "NOT_FOUND" : "INVALID_INPUT", e.msg, "action");
 		return;

@@ -55,13 +55,23 @@ static void refresh(void)
 	cache.read_ms = now;
 }
 
+static int loopback(const char *host)
+{
+	return host == NULL || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+	       strcmp(host, "localhost") == 0;
+}
+
 int auth_keys_active(void)
 {
 	refresh();
 	for (size_t i = 0; i < cache.n; i++)
 		if (cache.rows[i].revoked_at == 0)
 			return 1;
-	return 0;
+	/*
+	 * A gateway others can reach stays closed when its last key is
+	 * revoked: it started because it had keys (or was told --insecure).
+	 */
+	return !loopback(server.cfg.listen_host) && !server.cfg.insecure && cache.n > 0;
 }
 
 /* 1 when a and b are equal; the time taken does not depend on where they differ. */

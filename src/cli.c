@@ -152,6 +152,11 @@ static CURL *curl_for(const char *url)
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "fnrun-cli");
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_abortable);
+	/* An API key, when the gateway needs one: $FNRUN_KEY, sent as a Bearer token. */
+	if (getenv("FNRUN_KEY") && *getenv("FNRUN_KEY")) {
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+		curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, getenv("FNRUN_KEY"));
+	}
 	return c;
 }
 
@@ -171,8 +176,8 @@ static char *url_with(const char *base, const char *fmt, const char *seg)
  * *status. -1 with err set when the server cannot be reached or answers
  * something that is not JSON.
  */
-static int api_call(const char *url, const char *method, const struct json_object *body,
-		    long *status, struct json_object **out, struct err *err)
+int cli_request(const char *url, const char *method, const struct json_object *body,
+		long *status, struct json_object **out, struct err *err)
 {
 	struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
 	CURL *c = curl_for(url);
@@ -235,7 +240,7 @@ static struct json_object *api_ok(const char *url, const char *method,
 	struct json_object *o = NULL;
 	long status = 0;
 
-	if (api_call(url, method, body, &status, &o, &err) < 0) {
+	if (cli_request(url, method, body, &status, &o, &err) < 0) {
 		fprintf(stderr, "error: %s\n", err.msg);
 		return NULL;
 	}
@@ -852,12 +857,12 @@ static struct json_object *submit_post(const char *base, const struct json_objec
 	struct json_object *o = NULL;
 	struct err err = {0};
 	long status = 0;
-	int rc = api_call(url, "POST", body, &status, &o, &err);
+	int rc = cli_request(url, "POST", body, &status, &o, &err);
 
 	if (rc < 0 && err.code == ERR_UNAVAILABLE && !interrupted) {
 		err_clear(&err);
 		pause_ms(500);
-		rc = api_call(url, "POST", body, &status, &o, &err);
+		rc = cli_request(url, "POST", body, &status, &o, &err);
 	}
 	free(url);
 	if (rc < 0) {

@@ -36,6 +36,14 @@ const struct cli_command *cli_find(const char *name);
 /* Writes every client command's usage line to out. */
 void cli_usage(FILE *out);
 /*
+ * One request to url with body (may be NULL) sent as JSON, and $FNRUN_KEY
+ * as a Bearer token when set. The answer's JSON goes to *out (caller
+ * owns; NULL for an empty answer), the status to *status. -1 with err set
+ * when the server cannot be reached or answers something that is not JSON.
+ */
+int cli_request(const char *url, const char *method, const struct json_object *body,
+		long *status, struct json_object **out, struct err *err);
+/*
  * Runs `fnrun NAME ARGS...` (argv[0] the program, argv[1] NAME). Returns the
  * exit status, or -1 when argc < 2 or NAME is not a client command.
  */

@@ -94,6 +94,8 @@ static const size_t string_offs[] = {
 	offsetof(struct job, params_json),
 	offsetof(struct job, idempotency_key),
 	offsetof(struct job, owner),
+	offsetof(struct job, route_key),
+	offsetof(struct job, model_version),
 	offsetof(struct job, model_id),
 	offsetof(struct job, runner_id),
 	offsetof(struct job, remote_prompt_id),

@@ -34,6 +34,8 @@ struct job {
 	char *params_json;       /* validated params, JSON text; never NULL */
 	char *idempotency_key;   /* client's key, unique per store; nullable */
 	char *owner;             /* id of the API key that made it; NULL: no key */
+	char *route_key;         /* A/B variants stick to it: the request's user, else owner;
+				  * NULL: the job's own id */
 	int64_t seq;             /* queue order, set by store_job_insert() */
 	int64_t created_at;      /* ms since the epoch */
 
@@ -43,6 +45,7 @@ struct job {
 	int attempt;             /* attempts started so far; 0 at first */
 	int max_attempts;        /* attempts allowed before the job fails */
 	char *model_id;          /* model of the current attempt; nullable */
+	char *model_version;     /* that model's `version:` when it was sent; nullable */
 	char *runner_id;         /* runner holding the job; nullable */
 	char *remote_prompt_id;  /* the model server's prompt id; nullable */
 	char *remote_url;        /* that model server's base URL; nullable */

@@ -14,6 +14,7 @@
 
 #include "check_deep.h"
 #include "cli.h"
+#include "cli_admin.h"
 #include "cli_keys.h"
 #include "cli_model.h"
 #include "log.h"
@@ -218,6 +219,8 @@ static void usage(FILE *out)
 	      "       fnrun new-model ID --function NAME --command 'CMD {param}...' [...]\n"
 	      "       fnrun dry-run FUNCTION [--quality Q] [--param NAME=VALUE]... [--config FILE]\n"
 	      "       fnrun keys create --scope user|operator [--name N] | list | revoke ID|NAME\n"
+	      "       fnrun admin models|runners|keys|status|events | start|stop|drain|promote|rollback ID\n"
+	      "                   | weight ID N   (the operator API; key in $FNRUN_KEY)\n"
 	      "       fnrun gpus\n\n"
 	      "Users (talk to a running server):\n", out);
 	cli_usage(out);
@@ -242,6 +245,8 @@ int main(int argc, char **argv)
 		return cmd_check(argc - 1, argv + 1);
 	if (strcmp(argv[1], "gpus") == 0)
 		return cli_gpus(argc - 1, argv + 1);
+	if (strcmp(argv[1], "admin") == 0)
+		return cli_admin(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keys") == 0)
 		return cli_keys(argc - 1, argv + 1);
 	if (strcmp(argv[1], "new-model") == 0)

@@ -154,6 +154,8 @@ static void model_cleanup(struct reg_model *m)
 	strv_free(m->urls, m->nurls);
 	json_object_put(m->workflow);
 	free(m->workflow_path);
+	free(m->version);
+	free(m->rollout);
 	free(m->image);
 	free(m->url);
 	free(m->id);

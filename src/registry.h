@@ -104,6 +104,19 @@ struct reg_function {
 	struct reg_route *routes;        /* private: one per quality */
 };
 
+/*
+ * A rollout rule (`rollout:`): the model is a variant tried against a
+ * baseline; when its failure rate over its last `window` jobs passes the
+ * baseline's by more than max_delta, with at least min_jobs of them, its
+ * weight goes to 0 and its jobs go to the baseline.
+ */
+struct reg_rollout {
+	const struct reg_model *baseline; /* same function, not this model */
+	double max_delta;                 /* 0..1, default 0.05 */
+	int64_t min_jobs;                 /* default 20 */
+	int64_t window;                   /* last jobs counted, default 200 */
+};
+
 /* One bind: the param's value is written to workflow[node].inputs[input]. */
 struct reg_bind {
 	char *param;
@@ -147,6 +160,8 @@ struct reg_model {
 	int64_t weight;            /* A/B weight among a tier's models, default 100 */
 	int weight_set;            /* 1: the file gave `weight:`; 0: the default */
 	int command_outdir;        /* 1: the command passes {outdir}: outputs are taken from there */
+	char *version;             /* `version:` (operators see it with each job), or NULL */
+	struct reg_rollout *rollout; /* or NULL */
 	int enabled;
 };
 

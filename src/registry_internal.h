@@ -127,6 +127,8 @@ void registry__apply_defaults(const struct key_spec *t, void *obj);
  * parses the simple values into obj; KEY_LATER keys are left to the caller.
  */
 void registry__parse_map(struct pctx *c, yaml_node_t *n, const struct key_spec *t, void *obj);
+/* registry_rollout.c: a model's rollout rule (every model is parsed by then). */
+void registry__parse_rollout(struct pctx *c, yaml_node_t *n, struct reg_model *m);
 /* Reads a whole file of at most max bytes; NULL with errno set. Caller frees. */
 char *registry__read_file(const char *path, size_t max, size_t *len);
 

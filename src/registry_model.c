@@ -71,6 +71,8 @@ static const struct key_spec model_keys[] = {
 	{.name = "weight", .type = KEY_INT, .min = 0, .max = 1000000, .def = 100,
 	 .off = offsetof(struct reg_model, weight)},
 	{.name = "enabled", .type = KEY_BOOL, .def = 1, .off = offsetof(struct reg_model, enabled)},
+	{.name = "version", .type = KEY_STR, .off = offsetof(struct reg_model, version)},
+	{.name = "rollout", .type = KEY_LATER},
 	{NULL},
 };
 
@@ -681,5 +683,17 @@ void registry__parse_fallbacks(struct pctx *c)
 				check_cycle(c, v, &r->models[i]);
 			registry__path_pop(c, old);
 		}
+	}
+	for (size_t i = 0; i < r->nmodels; i++) {
+		yaml_node_t *v = registry__map_get(c, c->model_nodes[i], "rollout");
+		size_t old;
+
+		if (v == NULL)
+			continue;
+		old = registry__path_push(c, "models");
+		registry__path_push(c, r->models[i].id);
+		registry__path_push(c, "rollout");
+		registry__parse_rollout(c, v, &r->models[i]);
+		registry__path_pop(c, old);
 	}
 }

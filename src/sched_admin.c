@@ -62,6 +62,9 @@ struct json_object *sched_admin_job(const char *id, struct err *err)
 		return NULL;
 	}
 	json_put(o, "model", j->model_id ? json_str(j->model_id) : NULL);
+	json_put(o, "model_version", j->model_version ? json_str(j->model_version) : NULL);
+	json_put(o, "owner", j->owner ? json_str(j->owner) : NULL);
+	json_put(o, "route_key", j->route_key ? json_str(j->route_key) : NULL);
 	json_put(o, "runner", j->runner_id ? json_str(j->runner_id) : NULL);
 	json_put(o, "model_server_url", j->remote_url ? json_str(j->remote_url) : NULL);
 	json_put(o, "prompt_id", j->remote_prompt_id ? json_str(j->remote_prompt_id) : NULL);
@@ -149,6 +152,7 @@ static struct json_object *model_json(const struct mstate *m)
 	json_put(e, "avg_run_ms", json_int((int64_t)estimate_mean_ms(&m->est)));
 	json_put(e, "avg_start_ms", json_int((int64_t)(estimate_start_s(&m->est) * 1000)));
 	json_put(e, "fallback", rm->fallback ? json_str(rm->fallback->id) : NULL);
+	sched__variant_into(m, e);
 	return e;
 }
 
@@ -171,6 +175,23 @@ struct json_object *sched_admin_models(void)
 	}
 	json_put(o, "gpus", g);
 	return o;
+}
+
+int sched_admin_weight(const char *model_id, int64_t weight, struct err *err)
+{
+	struct mstate *m = sched__mstate_of(model_id);
+
+	if (m == NULL) {
+		err_set(err, ERR_NOT_FOUND, "no model \"%s\"", model_id);
+		return -1;
+	}
+	if (weight < 0 || weight > 1000000) {
+		err_set(err, ERR_INVALID, "weight: must be an integer from 0 to 1000000");
+		return -1;
+	}
+	log_info("operator action=weight model=%s weight=%lld", model_id, (long long)weight);
+	sched__set_weight(m, weight);
+	return 0;
 }
 
 int sched_quality_paused(const char *function, const char *quality)
@@ -249,8 +270,17 @@ int sched_admin_action(const char *model_id, const char *action, struct err *err
 	log_info("operator action=%s model=%s", action, model_id);
 	if (strcmp(action, "start") == 0)
 		return admin_start(m, err);
+	if (strcmp(action, "promote") == 0) {
+		sched__promote(m);
+		return 0;
+	}
+	if (strcmp(action, "rollback") == 0) {
+		sched__rollback(m, "rolled back by an operator");
+		return 0;
+	}
 	if (strcmp(action, "stop") != 0 && strcmp(action, "drain") != 0) {
-		err_set(err, ERR_INVALID, "action: expected start, stop or drain");
+		err_set(err, ERR_INVALID,
+			"action: expected start, stop, drain, promote, rollback or weight");
 		return -1;
 	}
 	/*
@@ -381,6 +411,8 @@ static struct mstate **build_states(struct registry *reg, size_t *count)
 		if (m == NULL) {
 			m = xcalloc(1, sizeof *m);
 			m->held = sched__s.holds && json_get(sched__s.holds, rm->id) != NULL;
+			m->model = rm;
+			sched__variant_restore(m);
 		} else {
 			for (size_t k = 0; k < sched__s.nmodels; k++)
 				if (sched__s.models[k] == m)

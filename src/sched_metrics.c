@@ -225,31 +225,10 @@ void sched__observe(int hist, const struct sjob *sj, int64_t ms)
 	metrics_observe(hist, &l, (double)ms / 1000.0);
 }
 
-/* The last model id of a job's tried list (JSON text), copied into out; "" when none. */
-static void last_tried(const char *tried, char *out, size_t size)
+void sched__metrics_fallback(const struct sjob *sj, const char *from, const struct reg_model *to)
 {
-	const char *end = strrchr(tried, '"'), *start = NULL;
-
-	out[0] = '\0';
-	if (end == NULL)
-		return;
-	for (const char *p = end - 1; p >= tried; p--)
-		if (*p == '"') {
-			start = p + 1;
-			break;
-		}
-	if (start && (size_t)(end - start) < size) {
-		memcpy(out, start, (size_t)(end - start));
-		out[end - start] = '\0';
-	}
-}
-
-void sched__metrics_fallback(const struct sjob *sj, const struct reg_model *to)
-{
-	char from[256];
 	struct metrics_labels l = sched__labels(sj);
 
-	last_tried(sj->job->tried_json, from, sizeof from);
 	l.model = from;
 	l.fallback = to->id;
 	metrics_inc(MC_FALLBACKS, &l, 1);

@@ -232,6 +232,7 @@ void sched__on_done(struct runner *r, uint64_t ticket, struct json_object *outpu
 	estimate_learn_run(&sr->m->est, estimate_cost(sj->fn, sj->params),
 			   (double)(util_now_ms() - sj->job->started_at));
 	sr->m->failures = 0;
+	sched__outcome(sr->m, 0, 0, (double)(util_now_ms() - sj->job->started_at));
 	sched__measure(sr);
 	detach(sj);
 	complete_with_thumbs(sj, outputs);
@@ -291,15 +292,17 @@ static void model_error(struct srunner *sr, struct sjob *sj, const char *exc_typ
 			const char *detail, const char *tech, int rejected)
 {
 	const struct reg_model *model = sr->r->model;
-	struct mstate *fb = model->fallback ? sched__mstate_of(model->fallback->id) : NULL;
+	struct mstate *fb = sched__fallback_state(model);
 
 	if (!rejected && is_oom(exc_type, detail)) {
 		oom(sj, model, tech);
+		sched__outcome(sr->m, 1, 1, -1);
 		return;
 	}
+	sched__outcome(sr->m, 1, 0, -1);
 	if (fb) {
 		sched__add_tried(sj->job, model->id, 0);
-		sched__note_fallback(sj, fb->model);
+		sched__note_fallback(sj, model->id, fb->model);
 		sched__requeue(sj, fb, tech);
 	} else if (rejected) {
 		sched__fail_job(sj, "INTERNAL", "Something went wrong while preparing your request",
@@ -320,14 +323,14 @@ static void model_error(struct srunner *sr, struct sjob *sj, const char *exc_typ
  */
 static void lost(struct srunner *sr, struct sjob *sj, const char *tech)
 {
-	const struct reg_model *fb = sr->m->model->fallback;
-	struct mstate *f = fb ? sched__mstate_of(fb->id) : NULL;
+	struct mstate *f = sched__fallback_state(sr->m->model);
 
 	server.runners_crashed++;
+	sched__outcome(sr->m, 1, 0, -1);
 	metrics_inc(MC_RUNNERS_CRASHED, &(struct metrics_labels){.model = sr->m->model->id}, 1);
 	if (f && sr->m->failures + 1 >= SCHED_FAILURES_MAX) {
 		sched__add_tried(sj->job, sr->m->model->id, 0);
-		sched__note_fallback(sj, f->model);
+		sched__note_fallback(sj, sr->m->model->id, f->model);
 		sched__requeue(sj, f, tech);
 		return;
 	}

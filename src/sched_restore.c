@@ -124,7 +124,7 @@ static void restore(struct job *j)
 	}
 	pin = j->model_id ? sched__mstate_of(j->model_id) : NULL;
 	t = pin && pin->tier ? pin->tier : sched__tier_of(sj->fn, sj->quality);
-	if (t == NULL && pin == NULL && sched__route(sj->fn, sj->quality, j->id, &t, &pin) < 0) {
+	if (t == NULL && pin == NULL && sched__route(sj->fn, sj->quality, sched__route_key(j), &t, &pin) < 0) {
 		sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL,
 				"model no longer in the registry");
 		return;
@@ -142,7 +142,7 @@ int sched_init(const struct sched_hooks *hooks, struct err *err)
 	memset(&sched__s, 0, sizeof sched__s);
 	sched__s.hooks = *hooks;
 	sched__s.reg = registry_ref(server.reg);
-	if (sched__load_holds(err) < 0)
+	if (sched__load_holds(err) < 0 || sched__load_variants(err) < 0)
 		return -1;
 	vram_init(cfg->gpu_vram, cfg->gpu_devices, limit ? atoll(limit) : 0);
 	sched__build_models(sched__s.reg);
@@ -193,6 +193,7 @@ void sched_shutdown(void)
 	json_object_put(sched__s.holds);
 	sched__s.holds = NULL;
 	sched__quota_free();
+	sched__variants_free();
 	sched__s.reg = NULL;
 	uv_close((uv_handle_t *)&sched__s.pump_timer, NULL);
 	uv_close((uv_handle_t *)&sched__s.drain_timer, NULL);

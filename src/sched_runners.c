@@ -98,10 +98,10 @@ static void model_entry(struct pl_model *pm, const struct mstate *m, int64_t now
 	pm->min_instances = rm->min_instances;
 	pm->max_instances = rm->max_instances;
 	pm->startable = startable(m, now);
-	pm->resting = m->cooldown_until_ms > now || m->held;
+	pm->resting = m->cooldown_until_ms > now || m->held || !sched__routable(m);
 	pm->waiting = waiting_for(m, &pm->oldest_wait_ms);
-	pm->weight = rm->weight;
-	pm->weight_set = rm->weight_set;
+	pm->weight = sched__weight(m);
+	pm->weight_set = sched__weight_set(m);
 	pm->fallback = -1;
 	if (rm->fallback) {
 		struct mstate *f = sched__mstate_of(rm->fallback->id);
@@ -181,7 +181,8 @@ static void dispatch_tier(struct tier *t)
 		progress = 0;
 		for (size_t k = 0; k < t->nmodels; k++) {
 			struct mstate *m = t->models[(t->rr + k) % t->nmodels];
-			struct srunner *sr = m->cooldown_until_ms > now ? NULL : idle_runner(m);
+			struct srunner *sr = m->cooldown_until_ms > now || !sched__routable(m)
+						     ? NULL : idle_runner(m);
 			struct sjob *sj = sr ? next_job(m) : NULL;
 			if (sj == NULL)
 				continue;
@@ -314,7 +315,7 @@ int sched__tier_paused(const struct tier *t)
 static void move_head_to(struct mstate *m, struct sjob *sj, struct mstate *f)
 {
 	sched__add_tried(sj->job, m->model->id, 0);
-	sched__note_fallback(sj, f->model);
+	sched__note_fallback(sj, m->model->id, f->model);
 	log_info("job moved to a fallback that fits job=%s from=%s to=%s", sj->job->id,
 		 m->model->id, f->model->id);
 	sched__move(sj, f, "fallback that fits");
@@ -613,7 +614,7 @@ static void fall_back_queue(struct mstate *m, struct squeue *q, struct mstate *f
 			sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
 			continue;
 		}
-		sched__note_fallback(sj, fb->model);
+		sched__note_fallback(sj, m->model->id, fb->model);
 		log_info("job moved to fallback job=%s from=%s to=%s", sj->job->id, m->model->id,
 			 fb->model->id);
 		sched__move(sj, fb, why);

@@ -481,12 +481,12 @@ static int tried(const struct job *j, const char *model_id)
  * A job moving to a fallback of another quality: the user is told, and the
  * job shows the quality it is really made at.
  */
-void sched__note_fallback(struct sjob *sj, const struct reg_model *to)
+void sched__note_fallback(struct sjob *sj, const char *from, const struct reg_model *to)
 {
 	char text[300];
 	int q;
 
-	sched__metrics_fallback(sj, to);
+	sched__metrics_fallback(sj, from, to);
 	/* By name and key: the job may hold an older version of the registry than to. */
 	if (to->quality < 0 || strcmp(to->function->name, sj->fn->name) != 0)
 		return;
@@ -513,7 +513,7 @@ void sched__move(struct sjob *sj, struct mstate *to, const char *why)
 	sched__dequeue(sj);
 	if (to)
 		t = to->tier ? to->tier : sched__tier_of(sj->fn, sj->quality);
-	else if (sched__route(sj->fn, sj->quality, sj->job->id, &t, &pin) < 0)
+	else if (sched__route(sj->fn, sj->quality, sched__route_key(sj->job), &t, &pin) < 0)
 		t = NULL;
 	if (t == NULL) {
 		sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
@@ -566,6 +566,10 @@ void sched__dispatch(struct sjob *sj, struct srunner *sr)
 	sr->job = sj;
 	snprintf(pid, sizeof pid, "%s-%d", sj->job->id, sj->job->attempt);
 	job_set_str(&sj->job->model_id, sr->m->model->id);
+	job_set_str(&sj->job->model_version, sr->m->model->version);
+	log_info("job sent job=%s model=%s version=%s runner=%s attempt=%d", sj->job->id,
+		 sr->m->model->id, sr->m->model->version ? sr->m->model->version : "-", sr->r->id,
+		 sj->job->attempt);
 	sched__add_tried(sj->job, sr->m->model->id, 1);
 	job_set_str(&sj->job->runner_id, sr->r->id);
 	job_set_str(&sj->job->remote_prompt_id, pid);
@@ -582,6 +586,11 @@ void sched__dispatch(struct sjob *sj, struct srunner *sr)
  * every model of the tier rests, pinned to the first fallback that does
  * not. -1 when no model serves the tier.
  */
+const char *sched__route_key(const struct job *j)
+{
+	return j->route_key ? j->route_key : j->id;
+}
+
 int sched__route(const struct reg_function *fn, int quality, const char *key, struct tier **t,
 		 struct mstate **pin)
 {
@@ -598,8 +607,9 @@ int sched__route(const struct reg_function *fn, int quality, const char *key, st
 		return -1;
 	for (size_t i = 0; i < (*t)->nmodels && n < 64; i++, n++) {
 		const struct mstate *m = (*t)->models[i];
-		pm[n] = (struct pl_model){.weight = m->model->weight, .weight_set = m->model->weight_set,
-					  .resting = m->cooldown_until_ms > now || m->held,
+		pm[n] = (struct pl_model){.weight = sched__weight(m), .weight_set = sched__weight_set(m),
+					  .resting = m->cooldown_until_ms > now || m->held ||
+						     !sched__routable(m),
 					  .fallback = -1};
 		idx[n] = (int)n;
 	}
@@ -720,6 +730,7 @@ static struct job *job_for(const struct sched_request *rq)
 	j->params_json = json_dumps(rq->params);
 	job_set_str(&j->idempotency_key, rq->idem);
 	job_set_str(&j->owner, rq->owner);
+	job_set_str(&j->route_key, rq->user ? rq->user : rq->owner);
 	j->priority = rq->priority;
 	j->max_attempts = server.cfg.max_attempts;
 	j->created_at = j->updated_at = util_now_ms();
@@ -743,7 +754,7 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 			      err) < 0)
 		return -1;
 	j = job_for(rq);
-	if (sched__route(rq->fn, rq->quality, j->id, &t, &pin) < 0) {
+	if (sched__route(rq->fn, rq->quality, sched__route_key(j), &t, &pin) < 0) {
 		job_free(j);
 		err_set(err, ERR_UNAVAILABLE, "quality: no model serves %s at %s", rq->fn->name,
 			rq->fn->qualities[rq->quality].key);
@@ -758,7 +769,8 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 	sj = sched__sjob_new(j, sched__s.reg, rq->fn, rq->quality, json_object_get(rq->params));
 	sj->is_new = 1;
 	if (pin && t != asked) /* its quality rests or is paused: the user is told */
-		sched__note_fallback(sj, pin->model);
+		sched__note_fallback(sj, asked && asked->nmodels ? asked->models[0]->model->id : "",
+				     pin->model);
 	server.jobs_submitted++;
 	sched__table_add(sj);
 	sched__quota_submitted(j);

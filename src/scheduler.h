@@ -74,6 +74,7 @@ struct sched_request {
 	const char *owner;             /* the API key id that sends it, or NULL */
 	const char *owner_name;        /* that key's name (for its quotas), or NULL */
 	int *retry_after_s;            /* out, or NULL: the wait an ERR_QUOTA asks for */
+	const char *user;              /* who it is for: A/B variants stick to it, or NULL */
 };
 
 /*
@@ -144,6 +145,13 @@ struct json_object *sched_quota_json(const char *owner, const char *name);
 
 /* {writable, error, down_seconds, commits, failures}: the job store, for operators. */
 struct json_object *sched_store_status(void);
+/*
+ * An operator's weight for a model (0..1000000; stored, so it outlives a
+ * restart and a reload): its share of its tier's jobs. 0 takes it out of
+ * routing. ERR_NOT_FOUND, ERR_INVALID.
+ */
+int sched_admin_weight(const char *model_id, int64_t weight, struct err *err);
+
 /*
  * 1 when the operators hold every model of that function's quality and no
  * fallback serves it: a submit is refused (ERR_PAUSED) and the catalog

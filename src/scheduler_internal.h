@@ -72,6 +72,20 @@ struct srunner {
 	struct srunner *next;  /* in m->runners */
 };
 
+/* What an A/B variant did, and the operators' say on its share (sched_variants.c). */
+#define VAR_RING 4096    /* outcomes kept: the longest rollout window */
+#define VAR_TIMES 512    /* run times kept for p50 / p90 */
+struct variant {
+	int64_t weight;            /* operator's weight (stored), or -1: the registry's */
+	int64_t jobs, failures, ooms; /* since start: finished here, failed here, out of memory */
+	unsigned char ring[VAR_RING]; /* 1: failed, 0: done; the last `nring` outcomes */
+	int64_t nring, at;
+	double times[VAR_TIMES];   /* run times (ms) of done jobs, the last ntimes */
+	int64_t ntimes;
+	int rolled_back;           /* rolled back (automatically or by hand); stored */
+	char rollback_note[300];   /* the numbers of the rollback, for operators */
+};
+
 /* One registry model: its runners and the jobs pinned to it. */
 struct mstate {
 	const struct reg_model *model; /* current registry (or the last one, retired) */
@@ -89,6 +103,7 @@ struct mstate {
 	int64_t cooldown_until_ms;     /* resting after repeated failures */
 	int64_t measured;              /* bytes of GPU memory last measured; 0 unknown */
 	struct estimate est;           /* learned run and start times */
+	struct variant var;            /* A/B: weight, outcomes, rollout (sched_variants.c) */
 	int positions_dirty;
 	int index;                     /* in sched__models, for placement snapshots */
 };
@@ -172,13 +187,15 @@ void sched__finish(struct sjob *sj, int status);
  * was paused or did not fit). Adds runs (may be negative) to model_id's.
  */
 void sched__add_tried(struct job *j, const char *model_id, int runs);
-void sched__note_fallback(struct sjob *sj, const struct reg_model *to);
+void sched__note_fallback(struct sjob *sj, const char *from, const struct reg_model *to);
 /* Back to a queue: its tier (any model), or pinned to `to` (a fallback). */
 void sched__requeue(struct sjob *sj, struct mstate *to, const char *why);
 /* Queued for another model: moved now, the attempt unchanged. */
 void sched__move(struct sjob *sj, struct mstate *to, const char *why);
 /* Hands queued sj to the idle runner sr: preparing now, its POST /prompt after the commit. */
 void sched__dispatch(struct sjob *sj, struct srunner *sr);
+/* What a job's A/B variant sticks to: the request's user, else its API key, else its id. */
+const char *sched__route_key(const struct job *j);
 /*
  * Where a job of fn x quality waits: its tier, pinned when the tier's
  * weights choose one model for key (sticky), or to a fallback when the
@@ -229,6 +246,19 @@ void sched__quota_submitted(const struct job *j);
 void sched__quota_finished(const struct job *j);
 int sched__quota_load(struct err *err);
 void sched__quota_free(void);
+/* sched_variants.c: A/B variants. */
+int64_t sched__weight(const struct mstate *m);   /* the weight routing uses now */
+int sched__weight_set(const struct mstate *m);   /* 1: a weight was given (file or operator) */
+int sched__routable(const struct mstate *m);     /* 0: weights are in use and its share is 0 */
+void sched__outcome(struct mstate *m, int failed, int oom, double run_ms);
+struct mstate *sched__fallback_state(const struct reg_model *m); /* fallback, else rollout baseline */
+int sched__load_variants(struct err *err);
+void sched__variant_restore(struct mstate *m);   /* a new model state takes its stored weight */
+void sched__variant_into(const struct mstate *m, struct json_object *e); /* admin: into a model's view */
+void sched__variants_free(void);
+void sched__rollback(struct mstate *m, const char *why);
+void sched__promote(struct mstate *m);
+void sched__set_weight(struct mstate *m, int64_t w);
 /* sched_admin.c: reads the operators' holds from the store (before the models are built). */
 int sched__load_holds(struct err *err);
 /* Commits what is pending and runs the effects now; -1 when the store failed. */
@@ -278,7 +308,7 @@ void sched__count(int counter, const struct sjob *sj);
 /* Observes ms for sj's labels (enum metrics_hist). */
 void sched__observe(int hist, const struct sjob *sj, int64_t ms);
 /* sj moves to the fallback `to` (its tried list ends with the model it leaves). */
-void sched__metrics_fallback(const struct sjob *sj, const struct reg_model *to);
+void sched__metrics_fallback(const struct sjob *sj, const char *from, const struct reg_model *to);
 /* sj's final state is committed: counted, and its times observed. */
 void sched__metrics_retire(const struct sjob *sj);
 

@@ -44,8 +44,9 @@
 /* Every column of jobs, in job_fields[] order, then seq. */
 #define JOB_COLS                                                              \
 	"id, function, params_json, idempotency_key, created_at, owner, "     \
-	"quality, "                                                           \
-	"status, priority, attempt, max_attempts, model_id, runner_id, "      \
+	"route_key, quality, "                                                \
+	"status, priority, attempt, max_attempts, model_id, model_version, "  \
+	"runner_id, "                                                         \
 	"remote_prompt_id, remote_url, progress, message, error_code, "       \
 	"error_message, error_suggestion, error_action, error_detail, "       \
 	"outputs_json, tried_json, started_at, finished_at, updated_at, seq"
@@ -114,6 +115,10 @@ static const struct migration {
 	{3, "ALTER TABLE jobs ADD COLUMN owner TEXT;"
 	    "CREATE INDEX jobs_owner_created ON jobs (owner, created_at);"
 	    "PRAGMA user_version = 3;", NULL},
+	/* A/B: what a job sticks to, and the version of the model that served it. */
+	{4, "ALTER TABLE jobs ADD COLUMN route_key TEXT;"
+	    "ALTER TABLE jobs ADD COLUMN model_version TEXT;"
+	    "PRAGMA user_version = 4;", NULL},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -156,21 +161,21 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ROLLBACK_TO] = "ROLLBACK TO nest",
 	[ST_JOB_INSERT] =
 		"INSERT INTO jobs (id, function, params_json,"
-		" idempotency_key, created_at, owner, quality, status, priority, attempt,"
-		" max_attempts, model_id, runner_id, remote_prompt_id,"
+		" idempotency_key, created_at, owner, route_key, quality, status, priority,"
+		" attempt, max_attempts, model_id, model_version, runner_id, remote_prompt_id,"
 		" remote_url, progress, message, error_code, error_message,"
 		" error_suggestion, error_action, error_detail, outputs_json,"
 		" tried_json, started_at, finished_at, updated_at)"
 		" VALUES (:id, :function, :params_json,"
-		" :idempotency_key, :created_at, :owner, :quality, :status, :priority, :attempt,"
-		" :max_attempts, :model_id, :runner_id, :remote_prompt_id,"
+		" :idempotency_key, :created_at, :owner, :route_key, :quality, :status, :priority,"
+		" :attempt, :max_attempts, :model_id, :model_version, :runner_id, :remote_prompt_id,"
 		" :remote_url, :progress, :message, :error_code, :error_message,"
 		" :error_suggestion, :error_action, :error_detail, :outputs_json,"
 		" :tried_json, :started_at, :finished_at, :updated_at)",
 	[ST_JOB_UPDATE] =
 		"UPDATE jobs SET quality = :quality, status = :status, priority = :priority,"
 		" attempt = :attempt, max_attempts = :max_attempts,"
-		" model_id = :model_id, runner_id = :runner_id,"
+		" model_id = :model_id, model_version = :model_version, runner_id = :runner_id,"
 		" remote_prompt_id = :remote_prompt_id, remote_url = :remote_url,"
 		" progress = :progress, message = :message,"
 		" error_code = :error_code, error_message = :error_message,"
@@ -237,6 +242,7 @@ static const struct field {
 	FIELD(idempotency_key, F_NTEXT),
 	FIELD(created_at, F_I64),
 	FIELD(owner, F_NTEXT),
+	FIELD(route_key, F_NTEXT),
 	/* Mutable, from FIRST_MUTABLE on: written by update too. */
 	FIELD(quality, F_TEXT), /* lowered when an out-of-memory job retries */
 	FIELD(status, F_STATUS),
@@ -244,6 +250,7 @@ static const struct field {
 	FIELD(attempt, F_INT),
 	FIELD(max_attempts, F_INT),
 	FIELD(model_id, F_NTEXT),
+	FIELD(model_version, F_NTEXT),
 	FIELD(runner_id, F_NTEXT),
 	FIELD(remote_prompt_id, F_NTEXT),
 	FIELD(remote_url, F_NTEXT),
@@ -263,7 +270,7 @@ static const struct field {
 };
 
 #define NFIELDS ((int)(sizeof job_fields / sizeof job_fields[0]))
-#define FIRST_MUTABLE 6
+#define FIRST_MUTABLE 7
 
 struct store {
 	sqlite3 *db;                /* the one connection */

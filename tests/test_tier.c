@@ -190,12 +190,42 @@ static void process_models(const char *step, const char *wa, const char *wb)
 	gw_write_registry(&g, text);
 }
 
+/* Starts a runner of model and waits until it is ready (so a slow start under load is not the test). */
+static void start_ready(const char *model)
+{
+	char path[128];
+	int status;
+
+	snprintf(path, sizeof path, "/api/admin/models/%s/start", model);
+	json_object_put(gw_json(&g, "POST", path, "", &status));
+	ck_assert_int_eq(status, 200);
+	for (int waited = 0;; waited += 20) {
+		struct json_object *o = gw_json(&g, "GET", "/api/admin/runners", NULL, NULL);
+		struct json_object *rs;
+		int ready = 0;
+		if (json_object_object_get_ex(o, "runners", &rs))
+			for (size_t i = 0; i < json_object_array_length(rs); i++) {
+				struct json_object *r = json_object_array_get_idx(rs, i);
+				ready |= strcmp(gw_str(r, "model"), model) == 0 &&
+					 strcmp(gw_str(r, "state"), "ready") == 0;
+			}
+		json_object_put(o);
+		if (ready)
+			return;
+		ck_assert_msg(waited < 20000, "%s never became ready", model);
+		gw_sleep_ms(20);
+	}
+}
+
 START_TEST(two_process_models_in_one_tier_share_the_jobs)
 {
 	int a, b;
 
 	process_models("40", "", "");
 	gw_start(&g);
+	/* Both ready first: the split is the scheduler's, not a race between two starts. */
+	start_ready("img_a");
+	start_ready("img_b");
 	run_jobs(12, &a, &b);
 	ck_assert_msg(a >= 2 && b >= 2, "jobs were not shared: a=%d b=%d", a, b);
 	ck_assert_int_eq(a + b, 12);
