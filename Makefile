@@ -154,6 +154,8 @@ push-model:
 $(BUILD)/bench/bench: $(BUILD)/bench/bench_docker.o
 # ... and the cost of a /metrics scrape (bench/bench_metrics.c; renders metrics.c in-process too).
 $(BUILD)/bench/bench: $(BUILD)/bench/bench_metrics.o $(BUILD)/libfnrun.a
+# ... and how fast a model is adopted and a bad variant dropped (bench/bench_adoption.c).
+$(BUILD)/bench/bench: $(BUILD)/bench/bench_adoption.o
 
 .PHONY: images build-model model-shell up-with-speech up-with-video push-model
 

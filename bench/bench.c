@@ -739,6 +739,8 @@ int main(void)
 		bench_rss(10000);
 	if (wanted("metrics"))
 		bench_metrics();
+	if (wanted("adoption"))
+		bench_adoption();
 	tu_rmrf(dir);
 	return 0;
 }

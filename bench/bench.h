@@ -12,5 +12,6 @@ void bench_sort(double *v, int n);
 
 void bench_docker(void);  /* bench_docker.c */
 void bench_metrics(void); /* bench_metrics.c */
+void bench_adoption(void); /* bench_adoption.c */
 
 #endif

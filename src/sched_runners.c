@@ -181,9 +181,11 @@ static void dispatch_tier(struct tier *t)
 		progress = 0;
 		for (size_t k = 0; k < t->nmodels; k++) {
 			struct mstate *m = t->models[(t->rr + k) % t->nmodels];
-			struct srunner *sr = m->cooldown_until_ms > now || !sched__routable(m)
-						     ? NULL : idle_runner(m);
-			struct sjob *sj = sr ? next_job(m) : NULL;
+			struct srunner *sr = m->cooldown_until_ms > now ? NULL : idle_runner(m);
+			/* A model out of the split (weight 0) still runs the jobs pinned to it. */
+			struct sjob *sj = sr == NULL		? NULL
+					  : sched__routable(m) ? next_job(m)
+							       : m->q.head;
 			if (sj == NULL)
 				continue;
 			sched__dispatch(sj, sr);

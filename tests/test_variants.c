@@ -315,6 +315,44 @@ START_TEST(operators_weigh_promote_and_roll_back_and_it_outlives_a_restart)
 }
 END_TEST
 
+START_TEST(a_registry_saved_under_load_adds_a_variant_without_dropping_a_job)
+{
+	enum { N = 200 };
+	char **ids = calloc(N, sizeof *ids), path[512];
+	int added = 0;
+
+	/* v1 alone first (v2 disabled), then the file is saved with v2 in the split. */
+	registry(50, 50, "", "    enabled: false\n");
+	gw_start(&g);
+	for (int i = 0; i < N; i++) {
+		ids[i] = submit_as(NULL);
+		if (i == N / 4) {
+			registry(50, 50, "", "");
+			added = 1;
+		}
+	}
+	ck_assert(added);
+	wait_done(ids, N); /* none failed: the reload dropped nothing */
+	/* The save was seen (inotify, no SIGHUP) and the new variant served. */
+	for (int waited = 0; model_int("img_v2", "jobs") == 0; waited += 20) {
+		char *id;
+		ck_assert_msg(waited < 10000, "the saved registry never put img_v2 in the split");
+		id = submit_as(NULL);
+		wait_done(&id, 1);
+		free(id);
+	}
+	snprintf(path, sizeof path, "%s/gateway.log", g.dir);
+	{
+		char *log = tu_read_file(path, NULL);
+		ck_assert_ptr_nonnull(strstr(log, "registry reload reason=file changed"));
+		free(log);
+	}
+	for (int i = 0; i < N; i++)
+		free(ids[i]);
+	free(ids);
+}
+END_TEST
+
 Suite *suite_variants(void)
 {
 	Suite *s = suite_create("variants");
@@ -326,6 +364,7 @@ Suite *suite_variants(void)
 	tcase_add_test(tc, a_user_sticks_to_one_variant);
 	tcase_add_test(tc, a_failing_variant_is_rolled_back_and_no_user_job_fails);
 	tcase_add_test(tc, operators_weigh_promote_and_roll_back_and_it_outlives_a_restart);
+	tcase_add_test(tc, a_registry_saved_under_load_adds_a_variant_without_dropping_a_job);
 	suite_add_tcase(s, tc);
 	return s;
 }
