@@ -294,9 +294,17 @@ static void model_error(struct srunner *sr, struct sjob *sj, const char *exc_typ
 	const struct reg_model *model = sr->r->model;
 	struct mstate *fb = sched__fallback_state(model);
 
-	if (!rejected && is_oom(exc_type, detail)) {
+	/* Out of memory on a variant on trial: its baseline tries the same quality first. */
+	if (!rejected && is_oom(exc_type, detail) && !(model->rollout && fb)) {
 		oom(sj, model, tech);
 		sched__outcome(sr->m, 1, 1, -1);
+		return;
+	}
+	if (!rejected && is_oom(exc_type, detail)) {
+		sched__outcome(sr->m, 1, 1, -1);
+		sched__add_tried(sj->job, model->id, 0);
+		sched__note_fallback(sj, model->id, fb->model);
+		sched__requeue(sj, fb, tech);
 		return;
 	}
 	sched__outcome(sr->m, 1, 0, -1);
@@ -328,7 +336,8 @@ static void lost(struct srunner *sr, struct sjob *sj, const char *tech)
 	server.runners_crashed++;
 	sched__outcome(sr->m, 1, 0, -1);
 	metrics_inc(MC_RUNNERS_CRASHED, &(struct metrics_labels){.model = sr->m->model->id}, 1);
-	if (f && sr->m->failures + 1 >= SCHED_FAILURES_MAX) {
+	/* To the fallback when this failure rests the model; a variant on trial, at once. */
+	if (f && (sr->m->model->rollout || sr->m->failures + 1 >= SCHED_FAILURES_MAX)) {
 		sched__add_tried(sj->job, sr->m->model->id, 0);
 		sched__note_fallback(sj, sr->m->model->id, f->model);
 		sched__requeue(sj, f, tech);

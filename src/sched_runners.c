@@ -103,8 +103,9 @@ static void model_entry(struct pl_model *pm, const struct mstate *m, int64_t now
 	pm->weight = sched__weight(m);
 	pm->weight_set = sched__weight_set(m);
 	pm->fallback = -1;
-	if (rm->fallback) {
-		struct mstate *f = sched__mstate_of(rm->fallback->id);
+	{
+		/* Its fallback, else (a variant on trial) its rollout baseline. */
+		struct mstate *f = sched__fallback_state(rm);
 		pm->fallback = f ? f->index : -1;
 	}
 }

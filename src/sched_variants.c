@@ -109,8 +109,10 @@ void sched__set_weight(struct mstate *m, int64_t w)
 	snprintf(text, sizeof text, "%lld", (long long)w);
 	store_value("weight", m->model->id, text);
 	if (w > 0 && m->var.rolled_back) {
+		/* Back in the split: it is judged afresh, not on the jobs that rolled it back. */
 		m->var.rolled_back = 0;
 		m->var.rollback_note[0] = '\0';
+		m->var.nring = m->var.at = 0;
 		store_value("rollback", m->model->id, NULL);
 	}
 	log_info("model weight model=%s weight=%lld", m->model->id, (long long)w);

@@ -353,6 +353,40 @@ START_TEST(a_registry_saved_under_load_adds_a_variant_without_dropping_a_job)
 }
 END_TEST
 
+START_TEST(a_variant_out_of_memory_or_crashing_sends_its_jobs_to_the_baseline)
+{
+	enum { N = 12 };
+	char *ids[N], user[32];
+
+	for (int pass = 0; pass < 2; pass++) {
+		/* pass 0: out of memory; pass 1: the model server dies mid-job. */
+		registry(50, 50, pass == 0 ? ", --fail, oom" : ", --fail, crash",
+			 "    rollout: {baseline: img_v1, max_failure_rate_delta: 0.05, min_jobs: 50,"
+			 " window: 50}\n");
+		gw_start(&g);
+		for (int i = 0; i < N; i++) {
+			snprintf(user, sizeof user, "p%d-u%d", pass, i);
+			ids[i] = submit_as(user);
+		}
+		wait_done(ids, N); /* all completed, at the quality asked, on the baseline */
+		for (int i = 0; i < N; i++) {
+			char path[128];
+			struct json_object *o;
+			snprintf(path, sizeof path, "/api/jobs/%s", ids[i]);
+			o = gw_json(&g, "GET", path, NULL, NULL);
+			ck_assert_str_eq(gw_str(o, "quality"), "standard");
+			json_object_put(o);
+			free(ids[i]);
+		}
+		ck_assert_int_gt(model_int("img_v2", "failed_jobs"), 0);
+		if (pass == 0)
+			ck_assert_int_gt(model_int("img_v2", "ooms"), 0);
+		ck_assert_int_eq(gw_stop(&g, 10000), 0);
+		tu_kill_users_of(g.dir);
+	}
+}
+END_TEST
+
 Suite *suite_variants(void)
 {
 	Suite *s = suite_create("variants");
@@ -365,6 +399,7 @@ Suite *suite_variants(void)
 	tcase_add_test(tc, a_failing_variant_is_rolled_back_and_no_user_job_fails);
 	tcase_add_test(tc, operators_weigh_promote_and_roll_back_and_it_outlives_a_restart);
 	tcase_add_test(tc, a_registry_saved_under_load_adds_a_variant_without_dropping_a_job);
+	tcase_add_test(tc, a_variant_out_of_memory_or_crashing_sends_its_jobs_to_the_baseline);
 	suite_add_tcase(s, tc);
 	return s;
 }
