@@ -62,21 +62,6 @@ struct server {
 
 /* ---- processes ---- */
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t sl = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* Waits ms, or less when a signal arrives. A pause between polls, never a sync. */
 static void pause_ms(long ms)
 {
@@ -589,7 +574,7 @@ static struct json_object *process_info(struct check_deep *d, const struct reg_m
 	char why[512], **argv;
 	char *prog;
 
-	s.port = free_port();
+	s.port = util_free_port();
 	if (s.port < 0 || server_dir(&s) < 0) {
 		check_deep__add(d, command_key(d, m), 0, "models.%s.command: not started: no free "
 				"port or temp directory (%s)", m->id, strerror(errno));

@@ -40,21 +40,6 @@ struct proc_inst {
 	char id[32];                 /* runner id, for log lines */
 };
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t sl = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static void on_closed(uv_handle_t *h)
 {
 	struct proc_inst *p = h->data;
@@ -192,7 +177,7 @@ static struct runtime_inst *proc_start(const struct runtime_spec *spec,
 	snprintf(p->base.host, sizeof p->base.host, "127.0.0.1");
 	snprintf(p->log_path, sizeof p->log_path, "%s", spec->log_path);
 	snprintf(p->id, sizeof p->id, "%s", spec->runner_id);
-	p->base.port = free_port();
+	p->base.port = util_free_port();
 	if (p->base.port < 0) {
 		err_set(err, ERR_UNAVAILABLE, "no free port for the model server");
 		free(p);

@@ -43,4 +43,7 @@ int util_mkdirs(const char *dir);
  */
 size_t util_tail_keep(char *tail, size_t len, size_t cap, const char *p, size_t n);
 
+/* A TCP port free on 127.0.0.1 now (bound, then released), or -1. */
+int util_free_port(void);
+
 #endif

@@ -10,10 +10,9 @@
 // Exits 0 when every step passed, else 1 naming the step that failed.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { check, progress, screenshot, step } from './steps.mjs';
+import { check, runBrowserTest, screenshot, step } from './steps.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const base = process.env.FNRUN_URL;
@@ -303,38 +302,6 @@ async function run(page, context) {
   });
 }
 
-async function main() {
-  fs.mkdirSync(artifacts, { recursive: true });
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'fnrun-chromium-'));
-  const timer = setTimeout(() => {
-    console.error(`page.test: FAILED: timed out after ${TOTAL_MS} ms in step "${progress.step}"`);
-    process.exit(1);
-  }, TOTAL_MS);
-  let context;
-  let page;
-  let failed = false;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--no-first-run'],
-      viewport: { width: 1280, height: 860 },
-    });
-    page = context.pages()[0] || (await context.newPage());
-    await run(page, context);
-  } catch (e) {
-    failed = true;
-    console.error(`page.test: FAILED in step "${progress.step}": ${e.message.split('\n')[0]}`);
-    if (page) await shot(page, 'failure.png').catch(() => {});
-  } finally {
-    if (context) await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
-    clearTimeout(timer);
-  }
-  console.log(failed ? `page.test: ${progress.passed} steps passed, then one failed`
-    : `page.test: all ${progress.passed} steps passed`);
-  process.exit(failed ? 1 : 0);
-}
-
-main();
+runBrowserTest('page.test', run, {
+  chromium, executablePath, artifacts, totalMs: TOTAL_MS, failureShot: 'failure.png',
+});
