@@ -226,22 +226,30 @@ static void bench_worker(void)
 	tu_stop(pid, 2000);
 }
 
-static pid_t start_gateway(const char *registry, int port, const char *sub)
+pid_t bench_serve(const char *cfg, int port, const char *data)
 {
-	char cfg[512], listen[64], data[512];
-	char *argv[] = {strdup(tu_bin("fnrun")), "serve", "--config", cfg, "--listen", listen,
-			"--data", data, "--log-level", "warn", NULL};
+	char listen[64];
+	char *argv[] = {(char *)tu_bin("fnrun"), "serve", "--config", (char *)cfg, "--listen", listen,
+			"--data", (char *)data, "--log-level", "warn", NULL};
+	pid_t pid;
 
-	snprintf(cfg, sizeof cfg, "%s/%s.yaml", dir, sub);
-	tu_write_file(cfg, registry, strlen(registry));
 	snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-	snprintf(data, sizeof data, "%s/%s-data", dir, sub);
-	pid_t pid = tu_spawn(argv, "/dev/null");
+	pid = tu_spawn(argv, "/dev/null");
 	if (tu_wait_http(port, "/health", 200, 10000) != 0) {
 		fprintf(stderr, "bench: fnrun serve did not start with %s\n", cfg);
 		exit(1);
 	}
 	return pid;
+}
+
+static pid_t start_gateway(const char *registry, int port, const char *sub)
+{
+	char cfg[512], data[512];
+
+	snprintf(cfg, sizeof cfg, "%s/%s.yaml", dir, sub);
+	tu_write_file(cfg, registry, strlen(registry));
+	snprintf(data, sizeof data, "%s/%s-data", dir, sub);
+	return bench_serve(cfg, port, data);
 }
 
 static const char reg_head[] =
@@ -485,7 +493,7 @@ static char *post_body(int port, const char *path, const char *body)
 }
 
 /* Polls path until its body contains want; returns ms waited or -1. */
-static double poll_for(int port, const char *path, const char *want, double limit_ms)
+double bench_poll(int port, const char *path, const char *want, double limit_ms)
 {
 	double t0 = now_ms();
 
@@ -539,14 +547,14 @@ static void bench_lifecycle(void)
 	for (int i = 0; i < 5; i++) {
 		double t0 = now_ms();
 		free(post_body(gport, "/api/admin/models/b/start", ""));
-		poll_for(gport, "/api/admin/runners", "\"state\": \"ready\"", 10000);
+		bench_poll(gport, "/api/admin/runners", "\"state\": \"ready\"", 10000);
 		cold[i] = now_ms() - t0;
 		free(post_body(gport, "/api/admin/models/b/drain", ""));
-		poll_for(gport, "/api/admin/runners", "\"runners\": []", 10000);
+		bench_poll(gport, "/api/admin/runners", "\"runners\": []", 10000);
 	}
 	/* Leave b allowed again, with an idle runner for a's first job to evict. */
 	free(post_body(gport, "/api/admin/models/b/start", ""));
-	poll_for(gport, "/api/admin/runners", "\"state\": \"ready\"", 10000);
+	bench_poll(gport, "/api/admin/runners", "\"state\": \"ready\"", 10000);
 	report("process runner (sim) cold start: start -> ready", cold, 5);
 	/* Swap: a job for b while a holds the only room, a busy-free eviction. */
 	for (int i = 0; i < 5; i++) {
@@ -555,15 +563,15 @@ static void bench_lifecycle(void)
 		field(b, "job_id", id, sizeof id);
 		free(b);
 		snprintf(path, sizeof path, "/api/jobs/%s", id);
-		poll_for(gport, path, "\"completed\"", 20000);
+		bench_poll(gport, path, "\"completed\"", 20000);
 		t0 = now_ms();
 		b = post_body(gport, "/api/generate", "{\"function\": \"Create Image\", \"quality\": \"high\", \"params\": {\"prompt\": \"b\"}}");
 		field(b, "job_id", id, sizeof id);
 		free(b);
 		snprintf(path, sizeof path, "/api/jobs/%s", id);
-		poll_for(gport, path, "\"status\": \"running\"", 20000);
+		bench_poll(gport, path, "\"status\": \"running\"", 20000);
 		swap[i] = now_ms() - t0;
-		poll_for(gport, path, "\"completed\"", 20000);
+		bench_poll(gport, path, "\"completed\"", 20000);
 	}
 	report("swap: submit for a model that must evict another -> running", swap, 5);
 	/* Crash: kill -9 the model server mid-job -> the job running again. */
@@ -573,7 +581,7 @@ static void bench_lifecycle(void)
 		field(b, "job_id", id, sizeof id);
 		free(b);
 		snprintf(path, sizeof path, "/api/jobs/%s", id);
-		poll_for(gport, path, "\"status\": \"running\"", 20000);
+		bench_poll(gport, path, "\"status\": \"running\"", 20000);
 		b = get_body(gport, path);
 		field(b, "started_at", started, sizeof started);
 		free(b);
@@ -599,7 +607,7 @@ static void bench_lifecycle(void)
 			usleep(200);
 		}
 		crash[i] = now_ms() - t0;
-		poll_for(gport, path, "\"completed\"", 20000);
+		bench_poll(gport, path, "\"completed\"", 20000);
 	}
 	report("crash: kill -9 of a busy model server -> job running again", crash, 5);
 	tu_stop(g, 5000);
@@ -674,7 +682,7 @@ static void bench_estimates(void)
 		eta = strstr(b, "\"eta_seconds\": ") ? atof(strstr(b, "\"eta_seconds\": ") + 15) : -1;
 		free(b);
 		snprintf(path, sizeof path, "/api/jobs/%s", id);
-		poll_for(gport, path, "\"completed\"", 30000);
+		bench_poll(gport, path, "\"completed\"", 30000);
 		took = (now_ms() - t0) / 1000.0;
 		if (getenv("BENCH_VERBOSE"))
 			fprintf(stderr, "job %d kind %d eta %.0f s took %.2f s\n", i, kind, eta, took);

@@ -64,45 +64,12 @@ static int post(int port, const char *path, const char *body, char *id, size_t n
 	return status;
 }
 
-static int body_has(int port, const char *path, const char *want)
-{
-	struct tu_resp r;
-	int hit;
-
-	if (tu_http(port, "GET", path, NULL, NULL, 0, &r) != 0)
-		return 0;
-	hit = strstr(r.body, want) != NULL;
-	tu_resp_free(&r);
-	return hit;
-}
-
-static int wait_for(int port, const char *path, const char *want, double limit_ms)
-{
-	double t0 = bench_now_ms();
-
-	while (bench_now_ms() - t0 < limit_ms) {
-		if (body_has(port, path, want))
-			return 0;
-		usleep(500);
-	}
-	return -1;
-}
-
 static pid_t gateway(const char *dir, const char *cfg, int port)
 {
-	char listen[64], data[600];
-	char *argv[] = {(char *)tu_bin("fnrun"), "serve", "--config", (char *)cfg, "--listen", listen,
-			"--data", data, "--log-level", "warn", NULL};
-	pid_t pid;
+	char data[700];
 
-	snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
 	snprintf(data, sizeof data, "%s/adopt-data", dir);
-	pid = tu_spawn(argv, "/dev/null");
-	if (tu_wait_http(port, "/health", 200, 10000) != 0) {
-		fprintf(stderr, "bench: fnrun serve did not start with %s\n", cfg);
-		exit(1);
-	}
-	return pid;
+	return bench_serve(cfg, port, data);
 }
 
 static void write_registry(const char *cfg, const char *qualities, const char *models)
@@ -143,7 +110,7 @@ static void edit_to_first_job(const char *dir)
 		       bench_now_ms() - t0 < 10000)
 			usleep(500);
 		snprintf(path, sizeof path, "/api/jobs/%s", id);
-		wait_for(port, path, "\"completed\"", 20000);
+		bench_poll(port, path, "\"completed\"", 20000);
 		t[i] = bench_now_ms() - t0;
 	}
 	print("registry edit -> the new model's first job completed", t, ROUNDS);
@@ -174,7 +141,7 @@ static void failure_to_rollback(const char *dir)
 	/* Both model servers warm, so the figure is the rollback's, not a cold start's. */
 	post(port, "/api/admin/models/img_v1/start", "", NULL, 0);
 	post(port, "/api/admin/models/img_v2/start", "", NULL, 0);
-	wait_for(port, "/api/admin/runners", "\"state\": \"ready\"", 10000);
+	bench_poll(port, "/api/admin/runners", "\"state\": \"ready\"", 10000);
 	usleep(200000);
 	for (int i = 0; i < ROUNDS; i++) {
 		double t0;
@@ -188,10 +155,10 @@ static void failure_to_rollback(const char *dir)
 			 " \"standard\", \"params\": {\"prompt\": \"x\"}, \"user\": \"round-%d\"}", i);
 		t0 = bench_now_ms();
 		post(port, "/api/generate", body, id, sizeof id);
-		wait_for(port, "/api/admin/models", "\"state\": \"rolled_back\"", 10000);
+		bench_poll(port, "/api/admin/models", "\"state\": \"rolled_back\"", 10000);
 		rb[i] = bench_now_ms() - t0;
 		snprintf(path, sizeof path, "/api/jobs/%s", id);
-		wait_for(port, path, "\"completed\"", 10000);
+		bench_poll(port, path, "\"completed\"", 10000);
 		done[i] = bench_now_ms() - t0;
 	}
 	print("bad variant: submit -> rolled back (first failure)", rb, ROUNDS);

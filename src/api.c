@@ -351,8 +351,9 @@ static void api_generate(struct http_req *req)
 	/* params stay ours: the scheduler keeps its own reference. */
 	if (sched_submit(&rq, on_submitted, req, &err) < 0) {
 		if (err.code == ERR_QUOTA && retry_after > 0) {
-			snprintf(idem, sizeof idem, "%d", retry_after);
-			http_reply_header(req, "Retry-After", idem);
+			char wait[16];
+			snprintf(wait, sizeof wait, "%d", retry_after);
+			http_reply_header(req, "Retry-After", wait);
 		}
 		http_reply_err(req, &err);
 	}

@@ -55,12 +55,6 @@ static void refresh(void)
 	cache.read_ms = now;
 }
 
-static int loopback(const char *host)
-{
-	return host == NULL || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-	       strcmp(host, "localhost") == 0;
-}
-
 int auth_keys_active(void)
 {
 	refresh();
@@ -71,7 +65,7 @@ int auth_keys_active(void)
 	 * A gateway others can reach stays closed when its last key is
 	 * revoked: it started because it had keys (or was told --insecure).
 	 */
-	return !loopback(server.cfg.listen_host) && !server.cfg.insecure && cache.n > 0;
+	return !util_loopback_host(server.cfg.listen_host) && !server.cfg.insecure && cache.n > 0;
 }
 
 /* 1 when a and b are equal; the time taken does not depend on where they differ. */

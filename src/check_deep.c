@@ -259,11 +259,8 @@ static void check_model(struct check_deep *d, const struct reg_model *m)
 static void find_dirs(struct check_deep *d)
 {
 	char buf[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
 
-	buf[n > 0 ? n : 0] = '\0';
-	slash = strrchr(buf, '/');
-	d->bindir = slash ? xstrndup(buf, (size_t)(slash - buf)) : xstrdup(".");
+	d->bindir = util_exe_dir();
 	slash = strrchr(d->file, '/');
 	snprintf(buf, sizeof buf, "%.*s", slash ? (int)(slash - d->file) : 1, slash ? d->file : ".");
 	if (slash == d->file)

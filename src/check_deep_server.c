@@ -41,6 +41,7 @@
 #include "check_deep_internal.h"
 #include "json.h"
 #include "registry.h"
+#include "runtime_process.h"
 #include "util.h"
 
 #define DEEP_MAX_INFO (64 << 20)   /* bytes of one /object_info answer */
@@ -81,38 +82,6 @@ static const char *model_getenv(const struct reg_model *m, const char *name)
 	return getenv(name);
 }
 
-/* Our environment with the model's entries over it. Borrowed strings; free the array. */
-static char **child_env(const struct reg_model *m)
-{
-	size_t n = 0, k = 0;
-	char **env;
-
-	while (environ[n] != NULL)
-		n++;
-	env = xcalloc(n + m->nenv + 1, sizeof *env);
-	for (size_t i = 0; i < n; i++) {
-		const char *eq = strchr(environ[i], '=');
-		size_t len = eq ? (size_t)(eq - environ[i]) + 1 : strlen(environ[i]);
-		int over = 0;
-
-		for (size_t j = 0; j < m->nenv; j++)
-			over |= strncmp(m->env[j], environ[i], len) == 0;
-		if (!over)
-			env[k++] = environ[i];
-	}
-	for (size_t j = 0; j < m->nenv; j++)
-		env[k++] = m->env[j];
-	return env;
-}
-
-/* 1 when path is a regular file we may execute. */
-static int runnable(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
 /*
  * Resolves prog as the model server's spawn does: a name without '/' on
  * PATH (the model's env first), a relative path from the server's cwd.
@@ -121,12 +90,12 @@ static int runnable(const char *path)
 static char *resolve_program(const struct reg_model *m, const char *prog, const char *cwd,
 			     char *why, size_t n)
 {
-	const char *path = model_getenv(m, "PATH"), *p, *end;
+	const char *path = model_getenv(m, "PATH");
 	char *full;
 
 	if (strchr(prog, '/') != NULL) {
 		full = prog[0] == '/' ? xstrdup(prog) : xasprintf("%s/%s", cwd, prog);
-		if (runnable(full))
+		if (util_runnable(full))
 			return full;
 		snprintf(why, n, "%s%s",
 			 access(full, F_OK) < 0 ? strerror(errno) : "not an executable file",
@@ -135,16 +104,10 @@ static char *resolve_program(const struct reg_model *m, const char *prog, const 
 		free(full);
 		return NULL;
 	}
-	p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
-	for (; p != NULL; p = end ? end + 1 : NULL) {
-		end = strchr(p, ':');
-		full = xasprintf("%.*s/%s", end ? (int)(end - p) : (int)strlen(p), p, prog);
-		if (runnable(full))
-			return full;
-		free(full);
-	}
-	snprintf(why, n, "not found on PATH; install it or give its full path");
-	return NULL;
+	full = util_which(prog, path);
+	if (full == NULL)
+		snprintf(why, n, "not found on PATH; install it or give its full path");
+	return full;
 }
 
 /*
@@ -158,7 +121,7 @@ static pid_t spawn(const struct reg_model *m, const char *path, char *const *arg
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dfl;
-	char **env = child_env(m);
+	char **env = runtime_process_env(m, NULL);
 	pid_t pid = -1;
 	int rc;
 

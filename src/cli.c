@@ -113,10 +113,10 @@ static void opts_cleanup(struct opts *o)
 }
 
 /* The server's base URL without a trailing slash; static buffer. */
-static const char *server_base(const struct opts *o)
+const char *cli_server_base(const char *flag)
 {
 	static char base[1024];
-	const char *s = o->server ? o->server : getenv("FNRUN_SERVER");
+	const char *s = flag ? flag : getenv("FNRUN_SERVER");
 	size_t n;
 
 	snprintf(base, sizeof base, "%s", s && s[0] ? s : CLI_DEFAULT_SERVER);
@@ -953,7 +953,7 @@ static int cmd_submit(int argc, char **argv)
 		opts_cleanup(&o);
 		return usage("submit");
 	}
-	base = server_base(&o);
+	base = cli_server_base(o.server);
 	url = xasprintf("%s/api/functions", base);
 	catalog = api_ok(url, "GET", NULL);
 	free(url);
@@ -999,7 +999,7 @@ static int cmd_jobs(int argc, char **argv)
 		return usage("jobs");
 	}
 	st = curl_easy_escape(NULL, opt.status ? opt.status : "", 0);
-	url = xasprintf("%s/api/jobs?limit=%s&status=%s", server_base(&opt),
+	url = xasprintf("%s/api/jobs?limit=%s&status=%s", cli_server_base(opt.server),
 			opt.limit ? opt.limit : "50", st ? st : "");
 	curl_free(st);
 	o = api_ok(url, "GET", NULL);
@@ -1071,7 +1071,7 @@ static int job_request(int argc, char **argv, const char *name, const char *meth
 		opts_cleanup(&opt);
 		return usage(name);
 	}
-	base = server_base(&opt);
+	base = cli_server_base(opt.server);
 	url = url_with(base, fmt, opt.pos[0]);
 	o = api_ok(url, method, NULL);
 	free(url);
@@ -1168,7 +1168,7 @@ static int cmd_functions(int argc, char **argv)
 		opts_cleanup(&opt);
 		return usage("functions");
 	}
-	url = xasprintf("%s/api/functions", server_base(&opt));
+	url = xasprintf("%s/api/functions", cli_server_base(opt.server));
 	o = api_ok(url, "GET", NULL);
 	free(url);
 	opts_cleanup(&opt);

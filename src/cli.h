@@ -35,6 +35,8 @@ struct cli_command {
 const struct cli_command *cli_find(const char *name);
 /* Writes every client command's usage line to out. */
 void cli_usage(FILE *out);
+/* The server's base URL, without a trailing '/': flag, else $FNRUN_SERVER, else CLI_DEFAULT_SERVER. Static buffer. */
+const char *cli_server_base(const char *flag);
 /*
  * One request to url with body (may be NULL) sent as JSON, and $FNRUN_KEY
  * as a Bearer token when set. The answer's JSON goes to *out (caller

@@ -67,8 +67,8 @@ static int run(const char *url, const char *method, struct json_object *body)
 
 int cli_admin(int argc, char **argv)
 {
-	const char *server = getenv("FNRUN_SERVER"), *pos[3] = {0};
-	char base[1024], *url = NULL, *esc;
+	const char *server = NULL, *pos[3] = {0}, *base;
+	char *url = NULL, *esc;
 	size_t npos = 0;
 	int rc;
 
@@ -86,9 +86,7 @@ int cli_admin(int argc, char **argv)
 			return 2;
 		}
 	}
-	snprintf(base, sizeof base, "%s", server && *server ? server : CLI_DEFAULT_SERVER);
-	while (strlen(base) > 0 && base[strlen(base) - 1] == '/')
-		base[strlen(base) - 1] = '\0';
+	base = cli_server_base(server);
 	if (npos == 1 && among(pos[0], views, sizeof views / sizeof views[0])) {
 		url = xasprintf("%s/api/admin/%s", base, pos[0]);
 		rc = run(url, "GET", NULL);

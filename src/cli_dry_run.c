@@ -51,33 +51,6 @@ static const struct flag dr_flags[] = {
 /* Indexed by enum reg_runtime. */
 static const char *const runtime_names[] = {"process", "docker", "external"};
 
-/* The directory of this executable, for the default registry. Caller frees. */
-static char *exe_dir(void)
-{
-	char buf[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-
-	if (n <= 0)
-		return xstrdup(".");
-	buf[n] = '\0';
-	slash = strrchr(buf, '/');
-	if (slash)
-		*slash = '\0';
-	return xstrdup(buf);
-}
-
-/* The registry `fnrun serve` loads without --config. Caller frees. */
-static char *default_config(void)
-{
-	char *dir = exe_dir(), *path = xasprintf("%s/../examples/registry.yaml", dir);
-
-	free(dir);
-	if (access(path, R_OK) == 0)
-		return path;
-	free(path);
-	return xstrdup("examples/registry.yaml");
-}
-
 /*
  * The request as POST /api/generate gets it, each --param converted to its
  * param's type as `fnrun submit` converts it, through api_generate_parse().
@@ -219,7 +192,7 @@ int cli_dry_run(int argc, char **argv)
 		free(o.params.v);
 		return rc == 1 ? 0 : 2;
 	}
-	config = o.config ? xstrdup(o.config) : default_config();
+	config = o.config ? xstrdup(o.config) : registry_default_path();
 	reg = registry_load(config, &err);
 	rc = reg && dr_request(reg, &o, &g, &err) == 0 && dr_print(reg, &g, &err) == 0 ? 0 : 1;
 	if (rc != 0)

@@ -32,32 +32,6 @@ static const char serve_usage[] =
 	"  --time-scale X       multiply registry timeouts (tests use < 1)\n"
 	"  --insecure           serve a non-loopback address without API keys (a trusted network)\n";
 
-/* The directory of this executable, for {bindir} and the default config. */
-static char *exe_dir(void)
-{
-	char buf[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-	char *slash;
-
-	if (n <= 0)
-		return xstrdup(".");
-	buf[n] = '\0';
-	slash = strrchr(buf, '/');
-	if (slash)
-		*slash = '\0';
-	return xstrdup(buf);
-}
-
-static char *default_config(const char *bindir)
-{
-	char path[PATH_MAX];
-
-	snprintf(path, sizeof path, "%s/../examples/registry.yaml", bindir);
-	if (access(path, R_OK) == 0)
-		return realpath(path, NULL);
-	return xstrdup("examples/registry.yaml");
-}
-
 static int split_listen(const char *v, char **host, int *port)
 {
 	const char *colon = strrchr(v, ':');
@@ -129,7 +103,7 @@ static int cmd_serve(int argc, char **argv)
 	const char *listen = NULL, *data = NULL;
 	int c;
 
-	server.cfg.bindir = exe_dir();
+	server.cfg.bindir = util_exe_dir();
 	server.cfg.listen_host = xstrdup("127.0.0.1");
 	server.cfg.listen_port = 8180;
 	server.cfg.stop_grace_ms = 5000;
@@ -172,7 +146,7 @@ static int cmd_serve(int argc, char **argv)
 		return 2;
 	}
 	if (server.cfg.config_path == NULL)
-		server.cfg.config_path = default_config(server.cfg.bindir);
+		server.cfg.config_path = registry_default_path();
 	if (apply_registry_defaults(listen, data) < 0)
 		return 1;
 	return server_run();

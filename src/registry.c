@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <arpa/inet.h>
 
@@ -659,4 +660,15 @@ struct reg_quota registry_quota(const struct registry *r, const char *name)
 			q.gpu_seconds_per_day = k->q.gpu_seconds_per_day;
 	}
 	return q;
+}
+
+char *registry_default_path(void)
+{
+	char *dir = util_exe_dir(), *path = xasprintf("%s/../examples/registry.yaml", dir);
+	char *real;
+
+	free(dir);
+	real = access(path, R_OK) == 0 ? realpath(path, NULL) : NULL;
+	free(path);
+	return real ? real : xstrdup("examples/registry.yaml");
 }

@@ -230,6 +230,13 @@ struct reg_quota registry_quota(const struct registry *r, const char *name);
 struct registry *registry_load(const char *path, struct err *err);
 
 /*
+ * The registry `fnrun serve` loads without --config: examples/registry.yaml
+ * beside the binary (its ../examples), else that path from the current
+ * directory. Caller frees.
+ */
+char *registry_default_path(void);
+
+/*
  * Validates the registry at path and writes every error, one per line in
  * file order, to out (NULL: none written). Returns the number of errors;
  * 0 means valid. Backs `fnrun check FILE`.

@@ -84,13 +84,13 @@ static int same_name(const char *a, const char *b)
 }
 
 /*
- * The environment of the child: ours, then CUDA_VISIBLE_DEVICES pinning
- * it to its GPU, then the model's env entries. Each name appears once:
- * a later one replaces an earlier one (so the model's env overrides both;
- * getenv() would take the first of two copies). The strings are
- * borrowed; free the array only.
+ * The environment of the child: ours, then cuda (CUDA_VISIBLE_DEVICES
+ * pinning it to its GPU; NULL: none), then the model's env entries. Each
+ * name appears once: a later one replaces an earlier one (so the model's
+ * env overrides both; getenv() would take the first of two copies). The
+ * strings are borrowed; free the array only.
  */
-static char **child_env(const struct reg_model *m, const char *cuda)
+char **runtime_process_env(const struct reg_model *m, const char *cuda)
 {
 	size_t n = 0, k = 0, out = 0;
 	char **env;
@@ -100,7 +100,8 @@ static char **child_env(const struct reg_model *m, const char *cuda)
 	env = xcalloc(n + m->nenv + 2, sizeof *env);
 	for (size_t i = 0; i < n; i++)
 		env[k++] = environ[i];
-	env[k++] = (char *)cuda;
+	if (cuda)
+		env[k++] = (char *)cuda;
 	for (size_t i = 0; i < m->nenv; i++)
 		env[k++] = m->env[i];
 	/* Keep the last of each name, in place. */
@@ -124,7 +125,7 @@ static int spawn(struct proc_inst *p, const struct runtime_spec *spec, struct er
 	int fd, rc;
 
 	snprintf(cuda, sizeof cuda, "CUDA_VISIBLE_DEVICES=%d", spec->gpu);
-	env = child_env(m, cuda);
+	env = runtime_process_env(m, cuda);
 	for (size_t i = 0; i < m->ncommand; i++)
 		argv[i] = registry_expand(m->command[i], p->base.port, spec->bindir, spec->configdir,
 					 spec->out_dir);

@@ -143,8 +143,8 @@ static struct json_object *model_json(const struct mstate *m)
 	json_put(e, "failures", json_int(m->failures));
 	json_put(e, "errors", json_int(m->errors));
 	json_put(e, "last_error", m->last_error[0] ? json_str(m->last_error) : NULL);
-	json_put(e, "hold", m->held && !m->retired ? json_object_get(json_get(sched__s.holds,
-									 rm->id)) : NULL);
+	json_put(e, "hold", m->held && !m->retired && sched__meta_get("hold", rm->id)
+				    ? json_str(sched__meta_get("hold", rm->id)) : NULL);
 	json_put(e, "cooldown_seconds",
 		 m->cooldown_until_ms > util_now_ms()
 			 ? json_int((m->cooldown_until_ms - util_now_ms() + 999) / 1000) : NULL);
@@ -211,27 +211,8 @@ int sched_quality_paused(const char *function, const char *quality)
 /* The operators' hold of a model, kept in the store so that it survives a restart. */
 static void set_hold(struct mstate *m, const char *kind)
 {
-	char key[300];
-
-	snprintf(key, sizeof key, "hold/%s", m->model->id);
 	m->held = kind != NULL;
-	if (kind)
-		json_put(sched__s.holds, m->model->id, json_str(kind));
-	else
-		json_object_object_del(sched__s.holds, m->model->id);
-	sched__record_meta(key, kind);
-}
-
-static void on_hold_row(const char *key, const char *value, void *ud)
-{
-	json_put(sched__s.holds, key + strlen("hold/"), json_str(value));
-}
-
-int sched__load_holds(struct err *err)
-{
-	json_object_put(sched__s.holds);
-	sched__s.holds = json_object_new_object();
-	return store_meta_list(server.store, "hold/", on_hold_row, NULL, err);
+	sched__meta_set("hold", m->model->id, kind);
 }
 
 static int admin_start(struct mstate *m, struct err *err)
@@ -410,7 +391,7 @@ static struct mstate **build_states(struct registry *reg, size_t *count)
 
 		if (m == NULL) {
 			m = xcalloc(1, sizeof *m);
-			m->held = sched__s.holds && json_get(sched__s.holds, rm->id) != NULL;
+			m->held = sched__meta_get("hold", rm->id) != NULL;
 			m->model = rm;
 			sched__variant_restore(m);
 		} else {

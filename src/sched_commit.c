@@ -182,7 +182,7 @@ void sched__record_runner_delete(const char *id)
 	record_new(0, id);
 }
 
-void sched__record_meta(const char *key, const char *value)
+static void record_meta(const char *key, const char *value)
 {
 	struct record *rec = record_new(value != NULL, "");
 
@@ -584,4 +584,51 @@ struct json_object *sched_store_status(void)
 	json_put(o, "commits", json_int((int64_t)server.store_commits));
 	json_put(o, "failures", json_int((int64_t)server.store_failures));
 	return o;
+}
+
+/* ---- stored operator settings: the meta rows the scheduler keeps ---- */
+
+static struct json_object *meta; /* "prefix/id" -> value, as stored */
+
+static void on_meta_row(const char *key, const char *value, void *ud)
+{
+	json_put(meta, key, json_str(value));
+}
+
+int sched__meta_load(struct err *err)
+{
+	static const char *const prefixes[] = {"hold/", "weight/", "rollback/"};
+
+	json_object_put(meta);
+	meta = json_object_new_object();
+	for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+		if (store_meta_list(server.store, prefixes[i], on_meta_row, NULL, err) < 0)
+			return -1;
+	return 0;
+}
+
+void sched__meta_free(void)
+{
+	json_object_put(meta);
+	meta = NULL;
+}
+
+const char *sched__meta_get(const char *prefix, const char *id)
+{
+	char key[300];
+
+	snprintf(key, sizeof key, "%s/%s", prefix, id);
+	return meta ? json_get_str(meta, key) : NULL;
+}
+
+void sched__meta_set(const char *prefix, const char *id, const char *value)
+{
+	char key[300];
+
+	snprintf(key, sizeof key, "%s/%s", prefix, id);
+	if (value)
+		json_put(meta, key, json_str(value));
+	else
+		json_object_object_del(meta, key);
+	record_meta(key, value);
 }

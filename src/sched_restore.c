@@ -142,7 +142,7 @@ int sched_init(const struct sched_hooks *hooks, struct err *err)
 	memset(&sched__s, 0, sizeof sched__s);
 	sched__s.hooks = *hooks;
 	sched__s.reg = registry_ref(server.reg);
-	if (sched__load_holds(err) < 0 || sched__load_variants(err) < 0)
+	if (sched__meta_load(err) < 0)
 		return -1;
 	vram_init(cfg->gpu_vram, cfg->gpu_devices, limit ? atoll(limit) : 0);
 	sched__build_models(sched__s.reg);
@@ -190,10 +190,8 @@ void sched_shutdown(void)
 	sched__free_jobs();
 	sched__free_models();
 	registry_unref(sched__s.reg);
-	json_object_put(sched__s.holds);
-	sched__s.holds = NULL;
 	sched__quota_free();
-	sched__variants_free();
+	sched__meta_free();
 	sched__s.reg = NULL;
 	uv_close((uv_handle_t *)&sched__s.pump_timer, NULL);
 	uv_close((uv_handle_t *)&sched__s.drain_timer, NULL);

@@ -23,56 +23,12 @@
 #include "runner.h"
 #include "scheduler_internal.h"
 #include "server.h"
-#include "store.h"
 #include "util.h"
-
-/* Stored: "weight/<id>" -> "N", "rollback/<id>" -> the note. Loaded at start. */
-static struct json_object *stored;
-
-static void on_row(const char *key, const char *value, void *ud)
-{
-	json_put(stored, key, json_str(value));
-}
-
-int sched__load_variants(struct err *err)
-{
-	json_object_put(stored);
-	stored = json_object_new_object();
-	if (store_meta_list(server.store, "weight/", on_row, NULL, err) < 0)
-		return -1;
-	return store_meta_list(server.store, "rollback/", on_row, NULL, err);
-}
-
-void sched__variants_free(void)
-{
-	json_object_put(stored);
-	stored = NULL;
-}
-
-static const char *stored_value(const char *prefix, const char *id)
-{
-	char key[300];
-
-	snprintf(key, sizeof key, "%s/%s", prefix, id);
-	return stored ? json_get_str(stored, key) : NULL;
-}
-
-static void store_value(const char *prefix, const char *id, const char *value)
-{
-	char key[300];
-
-	snprintf(key, sizeof key, "%s/%s", prefix, id);
-	if (value)
-		json_put(stored, key, json_str(value));
-	else
-		json_object_object_del(stored, key);
-	sched__record_meta(key, value);
-}
 
 void sched__variant_restore(struct mstate *m)
 {
-	const char *w = stored_value("weight", m->model->id);
-	const char *note = stored_value("rollback", m->model->id);
+	const char *w = sched__meta_get("weight", m->model->id);
+	const char *note = sched__meta_get("rollback", m->model->id);
 
 	m->var.weight = w ? atoll(w) : -1;
 	if (note) {
@@ -107,13 +63,13 @@ void sched__set_weight(struct mstate *m, int64_t w)
 
 	m->var.weight = w;
 	snprintf(text, sizeof text, "%lld", (long long)w);
-	store_value("weight", m->model->id, text);
+	sched__meta_set("weight", m->model->id, text);
 	if (w > 0 && m->var.rolled_back) {
 		/* Back in the split: it is judged afresh, not on the jobs that rolled it back. */
 		m->var.rolled_back = 0;
 		m->var.rollback_note[0] = '\0';
 		m->var.nring = m->var.at = 0;
-		store_value("rollback", m->model->id, NULL);
+		sched__meta_set("rollback", m->model->id, NULL);
 	}
 	log_info("model weight model=%s weight=%lld", m->model->id, (long long)w);
 	sched__pump();
@@ -145,10 +101,10 @@ void sched__rollback(struct mstate *m, const char *why)
 	struct mstate *base = ro ? sched__mstate_of(ro->baseline->id) : NULL;
 
 	m->var.weight = 0;
-	store_value("weight", m->model->id, "0");
+	sched__meta_set("weight", m->model->id, "0");
 	m->var.rolled_back = 1;
 	snprintf(m->var.rollback_note, sizeof m->var.rollback_note, "%s", why);
-	store_value("rollback", m->model->id, why);
+	sched__meta_set("rollback", m->model->id, why);
 	log_warn("variant rolled back model=%s version=%s baseline=%s why=%s", m->model->id,
 		 m->model->version ? m->model->version : "", base ? base->model->id : "",
 		 log_q(why));

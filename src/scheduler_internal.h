@@ -154,7 +154,6 @@ struct sched {
 	void (*stop_done)(void);
 	int pump_wanted;
 	int64_t positions_ms;          /* when queue places were last told */
-	struct json_object *holds;     /* model id -> "stop" | "drain": operator holds (stored) */
 };
 
 extern struct sched sched__s;
@@ -238,8 +237,15 @@ void sched__effect_reply_stored(struct job *j, sched_submit_fn cb, void *ud);
 /* Runner rows for orphan cleanup: written in the next commit. */
 void sched__record_runner_put(const struct runner *r);
 void sched__record_runner_delete(const char *id);
-/* A meta row (store_meta_put; value NULL deletes it): written in the next commit. */
-void sched__record_meta(const char *key, const char *value);
+/*
+ * The operators' stored settings (meta rows "hold/<id>", "weight/<id>",
+ * "rollback/<id>"): read at start into memory; a set is kept at once and
+ * written in the next commit (value NULL deletes it).
+ */
+int sched__meta_load(struct err *err);
+void sched__meta_free(void);
+const char *sched__meta_get(const char *prefix, const char *id);
+void sched__meta_set(const char *prefix, const char *id, const char *value);
 /* sched_quota.c: each key's use (jobs live, submits, GPU time today). */
 void sched__quota_live(const struct job *j, int delta);
 void sched__quota_submitted(const struct job *j);
@@ -252,15 +258,11 @@ int sched__weight_set(const struct mstate *m);   /* 1: a weight was given (file 
 int sched__routable(const struct mstate *m);     /* 0: weights are in use and its share is 0 */
 void sched__outcome(struct mstate *m, int failed, int oom, double run_ms);
 struct mstate *sched__fallback_state(const struct reg_model *m); /* fallback, else rollout baseline */
-int sched__load_variants(struct err *err);
 void sched__variant_restore(struct mstate *m);   /* a new model state takes its stored weight */
 void sched__variant_into(const struct mstate *m, struct json_object *e); /* admin: into a model's view */
-void sched__variants_free(void);
 void sched__rollback(struct mstate *m, const char *why);
 void sched__promote(struct mstate *m);
 void sched__set_weight(struct mstate *m, int64_t w);
-/* sched_admin.c: reads the operators' holds from the store (before the models are built). */
-int sched__load_holds(struct err *err);
 /* Commits what is pending and runs the effects now; -1 when the store failed. */
 int sched__flush(void);
 /* 1 while the store takes writes. */

@@ -99,12 +99,6 @@ static struct json_object *lookup_view(const char *id, const char *owner, struct
 	return sched_view(id, err);
 }
 
-static int loopback(const char *host)
-{
-	return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-	       strcmp(host, "localhost") == 0;
-}
-
 /*
  * A gateway others can reach needs keys: without any (and without the
  * operator token), anyone on the network could run jobs and read every
@@ -114,7 +108,7 @@ static int open_to_network_ok(struct err *err)
 {
 	const char *token = getenv("FNRUN_ADMIN_TOKEN");
 
-	if (loopback(server.cfg.listen_host) || server.cfg.insecure || auth_keys_active())
+	if (util_loopback_host(server.cfg.listen_host) || server.cfg.insecure || auth_keys_active())
 		return 0;
 	if (token && *token) {
 		log_warn("listening on %s with the operator token only: the user API is open to "

@@ -2,6 +2,7 @@
  * util.c - the small helpers every module uses.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -222,4 +223,46 @@ int util_free_port(void)
 	if (fd >= 0)
 		close(fd);
 	return port;
+}
+
+char *util_exe_dir(void)
+{
+	char buf[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+
+	if (n <= 0)
+		return xstrdup(".");
+	buf[n] = '\0';
+	slash = strrchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	return xstrdup(buf);
+}
+
+int util_runnable(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+char *util_which(const char *prog, const char *path)
+{
+	const char *p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin", *end;
+
+	for (; p != NULL; p = end ? end + 1 : NULL) {
+		char *full;
+		end = strchr(p, ':');
+		full = xasprintf("%.*s/%s", end ? (int)(end - p) : (int)strlen(p), p, prog);
+		if (util_runnable(full))
+			return full;
+		free(full);
+	}
+	return NULL;
+}
+
+int util_loopback_host(const char *host)
+{
+	return host == NULL || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+	       strcmp(host, "localhost") == 0;
 }

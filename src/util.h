@@ -46,4 +46,17 @@ size_t util_tail_keep(char *tail, size_t len, size_t cap, const char *p, size_t 
 /* A TCP port free on 127.0.0.1 now (bound, then released), or -1. */
 int util_free_port(void);
 
+/* The directory of this executable ("." when unknown). Caller frees. */
+char *util_exe_dir(void);
+/* 1 when path is a regular file this process may execute. */
+int util_runnable(const char *path);
+/*
+ * A bare program name looked up on path (a PATH value; NULL or "": the
+ * default search path), as execvp() would: the first runnable match
+ * (caller frees), or NULL.
+ */
+char *util_which(const char *prog, const char *path);
+/* 1 for an address only this machine reaches: 127.x, ::1, localhost (NULL too). */
+int util_loopback_host(const char *host);
+
 #endif

@@ -48,6 +48,21 @@ void gw_write_registry(struct gw *g, const char *text)
 	ck_assert_int_eq(rename(tmp, path), 0);
 }
 
+void gw_init(struct gw *g)
+{
+	memset(g, 0, sizeof *g);
+	snprintf(g->dir, sizeof g->dir, "%s", tu_tmpdir());
+	gw_write_workflow(g, "wf", "none");
+}
+
+void gw_cleanup(struct gw *g)
+{
+	if (g->pid > 0)
+		gw_stop(g, 8000);
+	tu_kill_users_of(g->dir);
+	tu_rmrf(g->dir);
+}
+
 void gw_start(struct gw *g)
 {
 	static char bin[1024];
@@ -192,4 +207,28 @@ int gw_runner_count(struct gw *g, const char *model)
 	}
 	json_object_put(o);
 	return n;
+}
+
+int gw_log_count(struct gw *g, const char *needle)
+{
+	char *text = gw_log(g), *p;
+	int n = 0;
+
+	for (p = text; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	free(text);
+	return n;
+}
+
+struct json_object *gw_model(struct gw *g, const char *id, struct json_object **root)
+{
+	struct json_object *a;
+
+	*root = gw_json(g, "GET", "/api/admin/models", NULL, NULL);
+	ck_assert(json_object_object_get_ex(*root, "models", &a));
+	for (size_t i = 0; i < json_object_array_length(a); i++)
+		if (strcmp(gw_str(json_object_array_get_idx(a, i), "id"), id) == 0)
+			return json_object_array_get_idx(a, i);
+	ck_abort_msg("no model %s", id);
+	return NULL;
 }

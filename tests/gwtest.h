@@ -22,7 +22,15 @@ void gw_write_workflow(struct gw *g, const char *name, const char *fail);
 void gw_write_workflow_size(struct gw *g, const char *name, const char *fail, int side);
 /* Writes dir/registry.yaml with the given text. */
 void gw_write_registry(struct gw *g, const char *text);
+/* A fresh g in a new temp dir with the sim workflow wf.json: a suite's setup. */
+void gw_init(struct gw *g);
+/* Stops the gateway, kills what still uses the dir, removes it: a suite's teardown. */
+void gw_cleanup(struct gw *g);
 void gw_start(struct gw *g);
+/* Times needle appears in the gateway's log so far. */
+int gw_log_count(struct gw *g, const char *needle);
+/* Model id's entry in GET /api/admin/models (borrowed from *root, which the caller puts). */
+struct json_object *gw_model(struct gw *g, const char *id, struct json_object **root);
 /* The gateway's log so far ("" when none); caller frees. */
 char *gw_log(struct gw *g);
 /* SIGTERM and wait up to ms; returns the wait status (-1 on timeout, then SIGKILL). */

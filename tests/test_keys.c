@@ -19,17 +19,12 @@ static struct gw g;
 
 static void setup(void)
 {
-	memset(&g, 0, sizeof g);
-	snprintf(g.dir, sizeof g.dir, "%s", tu_tmpdir());
-	gw_write_workflow(&g, "wf", "none");
+	gw_init(&g);
 }
 
 static void teardown(void)
 {
-	if (g.pid > 0)
-		gw_stop(&g, 8000);
-	tu_kill_users_of(g.dir);
-	tu_rmrf(g.dir);
+	gw_cleanup(&g);
 }
 
 static void registry(const char *server, const char *step)

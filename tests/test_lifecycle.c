@@ -413,17 +413,6 @@ START_TEST(outputs_written_to_outdir_are_linked_not_copied)
 END_TEST
 
 /* Occurrences of needle in the gateway's log. */
-static int log_count(const char *needle)
-{
-	char *text = gw_log(&g), *p;
-	int n = 0;
-
-	for (p = text; (p = strstr(p, needle)) != NULL; p++)
-		n++;
-	free(text);
-	return n;
-}
-
 START_TEST(many_reloads_while_jobs_run_never_wear_out)
 {
 	struct json_object *o;
@@ -436,12 +425,12 @@ START_TEST(many_reloads_while_jobs_run_never_wear_out)
 	json_object_put(gw_wait_status(&g, slow, "running", 10000));
 	for (int i = 1; i <= 70; i++) {
 		kill(g.pid, SIGHUP);
-		for (int waited = 0; log_count("registry reloaded") < i; waited += 5) {
+		for (int waited = 0; gw_log_count(&g, "registry reloaded") < i; waited += 5) {
 			ck_assert_msg(waited < 5000, "reload %d was not done", i);
 			gw_sleep_ms(5);
 		}
 	}
-	ck_assert_int_eq(log_count("reload refused"), 0);
+	ck_assert_int_eq(gw_log_count(&g, "reload refused"), 0);
 	o = gw_wait_status(&g, slow, "completed,failed", 20000);
 	ck_assert_str_eq(gw_str(o, "status"), "completed");
 	json_object_put(o);

@@ -25,17 +25,12 @@ static struct gw g;
 
 static void setup(void)
 {
-	memset(&g, 0, sizeof g);
-	snprintf(g.dir, sizeof g.dir, "%s", tu_tmpdir());
-	gw_write_workflow(&g, "wf", "none");
+	gw_init(&g);
 }
 
 static void teardown(void)
 {
-	if (g.pid > 0)
-		gw_stop(&g, 8000);
-	tu_kill_users_of(g.dir);
-	tu_rmrf(g.dir);
+	gw_cleanup(&g);
 }
 
 #define SIM "[\"{bindir}/fnrun-worker\", --model, sim, --step-ms, \"%s\", --port, \"{port}\"]"
@@ -70,33 +65,6 @@ static void registry(const char *low_step, const char *std_cmd, const char *std_
 		 "%s",
 		 low, std_cmd, strstr(std_cmd, "--model, exec") ? "wf-exec.json" : "wf.json", std_extra);
 	gw_write_registry(&g, text);
-}
-
-static int log_count(const char *needle)
-{
-	char *text = gw_log(&g), *p;
-	int n = 0;
-
-	for (p = text; (p = strstr(p, needle)) != NULL; p++)
-		n++;
-	free(text);
-	return n;
-}
-
-/* The admin view of one model (caller puts the returned root in *root). */
-static struct json_object *model(const char *id, struct json_object **root)
-{
-	struct json_object *a;
-
-	*root = gw_json(&g, "GET", "/api/admin/models", NULL, NULL);
-	ck_assert(json_object_object_get_ex(*root, "models", &a));
-	for (size_t i = 0; i < json_object_array_length(a); i++) {
-		struct json_object *m = json_object_array_get_idx(a, i);
-		if (strcmp(gw_str(m, "id"), id) == 0)
-			return m;
-	}
-	ck_abort_msg("no model %s", id);
-	return NULL;
 }
 
 /* The tried list of a job, as JSON text (admin API). Caller frees. */
@@ -148,8 +116,8 @@ START_TEST(a_command_that_cannot_run_sends_its_jobs_to_the_fallback_at_once)
 	ck_assert_str_eq(gw_str(o, "quality"), "low");
 	json_object_put(o);
 	/* One failed spawn was enough: retrying a missing binary cannot help. */
-	ck_assert_int_eq(log_count("runner not started"), 1);
-	m = model("img_std", &root);
+	ck_assert_int_eq(gw_log_count(&g, "runner not started"), 1);
+	m = gw_model(&g, "img_std", &root);
 	ck_assert_str_eq(gw_str(m, "state"), "cooldown");
 	ck_assert_ptr_nonnull(strstr(gw_str(m, "last_error"), "cannot run"));
 	ck_assert_ptr_nonnull(strstr(gw_str(m, "last_error"), "fnrun-worker-missing"));
@@ -183,7 +151,7 @@ START_TEST(a_command_that_cannot_run_without_a_fallback_fails_plainly)
 	o = gw_wait_status(&g, b, "completed,failed", 5000);
 	ck_assert_str_eq(gw_str(o, "status"), "failed");
 	json_object_put(o);
-	ck_assert_int_eq(log_count("runner not started"), 1);
+	ck_assert_int_eq(gw_log_count(&g, "runner not started"), 1);
 	free(a);
 	free(b);
 }
@@ -208,14 +176,14 @@ START_TEST(a_server_that_exits_at_start_moves_jobs_and_logs_its_last_words)
 	ck_assert_str_eq(gw_str(o, "status"), "completed");
 	json_object_put(o);
 	/* One start that exited was enough to move the job (the fallback served it). */
-	ck_assert_int_eq(log_count("model=img_std pid="), 1);
+	ck_assert_int_eq(gw_log_count(&g, "model=img_std pid="), 1);
 	/* The cause is in the gateway's own log line, not only in the runner's log. */
-	if (log_count("worker-sx.yaml: No such file or directory") < 1) {
+	if (gw_log_count(&g, "worker-sx.yaml: No such file or directory") < 1) {
 		char *text = gw_log(&g);
 		ck_abort_msg("the cause is not in the gateway's log:\n%s",
 			     strlen(text) > 3000 ? text + strlen(text) - 3000 : text);
 	}
-	m = model("img_std", &root);
+	m = gw_model(&g, "img_std", &root);
 	ck_assert_ptr_nonnull(strstr(gw_str(m, "last_error"), "worker-sx.yaml: No such file"));
 	json_object_put(root);
 	/* Logs are found per model. */
@@ -256,7 +224,7 @@ START_TEST(jobs_failed_by_the_model_itself_are_counted_and_rest_it)
 		ck_assert_str_eq(gw_str(o, "status"), "completed");
 		json_object_put(o);
 	}
-	m = model("img_std", &root);
+	m = gw_model(&g, "img_std", &root);
 	ck_assert_int_eq(gw_int(m, "errors"), 3);
 	ck_assert_str_eq(gw_str(m, "state"), "cooldown");
 	ck_assert_ptr_nonnull(strstr(gw_str(m, "last_error"), "espeak-ng-broken"));
@@ -342,7 +310,7 @@ START_TEST(a_drained_model_pauses_its_quality_across_a_restart)
 	/* The hold is kept in the store: a restart does not lift it. */
 	ck_assert_int_eq(gw_stop(&g, 10000), 0);
 	gw_start(&g);
-	m = model("img_std", &root);
+	m = gw_model(&g, "img_std", &root);
 	ck_assert_str_eq(gw_str(m, "state"), "held");
 	ck_assert_str_eq(gw_str(m, "hold"), "drain");
 	json_object_put(root);
@@ -424,7 +392,7 @@ START_TEST(reloads_swapping_a_missing_binary_never_crash_or_strand_a_job)
 		registry("2", round % 2 ? good : bad, round % 3 ? "    fallback: img_low\n" : "");
 		kill(g.pid, SIGHUP);
 		reloads++;
-		for (int waited = 0; log_count("registry reloaded") < reloads; waited += 5) {
+		for (int waited = 0; gw_log_count(&g, "registry reloaded") < reloads; waited += 5) {
 			ck_assert_msg(waited < 5000, "reload %d was not done", reloads);
 			gw_sleep_ms(5);
 		}

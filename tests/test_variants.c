@@ -18,17 +18,12 @@ static struct gw g;
 
 static void setup(void)
 {
-	memset(&g, 0, sizeof g);
-	snprintf(g.dir, sizeof g.dir, "%s", tu_tmpdir());
-	gw_write_workflow(&g, "wf", "none");
+	gw_init(&g);
 }
 
 static void teardown(void)
 {
-	if (g.pid > 0)
-		gw_stop(&g, 8000);
-	tu_kill_users_of(g.dir);
-	tu_rmrf(g.dir);
+	gw_cleanup(&g);
 }
 
 /* Two versions of one model in one tier; v2's extra flags and lines are given. */
@@ -85,23 +80,9 @@ static char *submit_as(const char *user)
 	return id;
 }
 
-/* A field of one model in the admin view (an int), or the root for more. */
-static struct json_object *model(const char *id, struct json_object **root)
-{
-	struct json_object *a;
-
-	*root = gw_json(&g, "GET", "/api/admin/models", NULL, NULL);
-	ck_assert(json_object_object_get_ex(*root, "models", &a));
-	for (size_t i = 0; i < json_object_array_length(a); i++)
-		if (strcmp(gw_str(json_object_array_get_idx(a, i), "id"), id) == 0)
-			return json_object_array_get_idx(a, i);
-	ck_abort_msg("no model %s", id);
-	return NULL;
-}
-
 static int64_t model_int(const char *id, const char *key)
 {
-	struct json_object *root, *m = model(id, &root);
+	struct json_object *root, *m = gw_model(&g, id, &root);
 	int64_t v = gw_int(m, key);
 
 	json_object_put(root);
@@ -211,7 +192,7 @@ START_TEST(a_failing_variant_is_rolled_back_and_no_user_job_fails)
 		ids[i] = submit_as(user);
 	}
 	wait_done(ids, N); /* every one completed: the failed tries went to the baseline */
-	m = model("img_v2", &root);
+	m = gw_model(&g, "img_v2", &root);
 	ck_assert(json_object_object_get_ex(m, "rollout", &ro));
 	ck_assert_str_eq(gw_str(ro, "state"), "rolled_back");
 	ck_assert_msg(strstr(gw_str(ro, "note"), "failure rate 100.0%") != NULL, "%s",
@@ -301,7 +282,7 @@ START_TEST(operators_weigh_promote_and_roll_back_and_it_outlives_a_restart)
 	/* rollback by hand: weight 0, and it says so. */
 	ck_assert_int_eq(admin("rollback", "img_v2", NULL), 0);
 	{
-		struct json_object *root, *m = model("img_v2", &root), *ro;
+		struct json_object *root, *m = gw_model(&g, "img_v2", &root), *ro;
 		ck_assert_int_eq(gw_int(m, "weight"), 0);
 		ck_assert(json_object_object_get_ex(m, "rollout", &ro));
 		ck_assert_str_eq(gw_str(ro, "state"), "rolled_back");

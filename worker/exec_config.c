@@ -804,38 +804,25 @@ void model_exec_unload(void)
 /* ------------------------------------------------------------------ */
 /* Checking: `fnrun-worker --check CONFIG`                            */
 
-/* 1 when path is a regular file we may execute. */
-static int runnable(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
 /*
  * NULL when prog can be run as exec_job.c runs it (a path as is, a bare
  * name looked up on PATH), else why not, in buf.
  */
 static const char *program_problem(const char *prog, char *buf, size_t n)
 {
-	const char *p = getenv("PATH"), *end;
 	struct stat st;
+	char *full;
 
 	if (strchr(prog, '/') != NULL) {
-		if (runnable(prog))
+		if (util_runnable(prog))
 			return NULL;
 		snprintf(buf, n, "%s", stat(prog, &st) < 0 ? strerror(errno) : "not an executable file");
 		return buf;
 	}
-	for (p = p && *p ? p : "/usr/local/bin:/usr/bin:/bin"; p != NULL; p = end ? end + 1 : NULL) {
-		char full[4096];
-		int len;
-
-		end = strchr(p, ':');
-		len = end ? (int)(end - p) : (int)strlen(p);
-		snprintf(full, sizeof full, "%.*s/%s", len, p, prog);
-		if (runnable(full))
-			return NULL;
+	full = util_which(prog, getenv("PATH"));
+	if (full != NULL) {
+		free(full);
+		return NULL;
 	}
 	snprintf(buf, n, "not found on PATH; install it or give its full path");
 	return buf;
