@@ -437,6 +437,58 @@ START_TEST(a_network_address_without_keys_is_refused_unless_insecure)
 }
 END_TEST
 
+START_TEST(gpu_time_per_day_is_a_quota_that_outlives_a_restart)
+{
+	char *alice, *headers, *a;
+	struct json_object *o;
+	int status;
+	const char *body = "{\"function\": \"Create Image\", \"quality\": \"low\", "
+			   "\"params\": {\"prompt\": \"more\"}}";
+
+	/* 8 steps of 300 ms: one job uses more than the 2 GPU-seconds a day allows. */
+	registry("server: {quotas: {gpu_seconds_per_day: 2}}\n", "300");
+	alice = make_key("user", "alice");
+	gw_start(&g);
+	a = submit(alice, "first");
+	wait_job(alice, a, "completed");
+	o = req("POST", "/api/generate", alice, NULL, body, &status, &headers);
+	ck_assert_int_eq(status, 429);
+	ck_assert_ptr_nonnull(strstr(gw_str(json_object_object_get(o, "error"), "message"),
+				     "today's creation time"));
+	ck_assert_msg(strstr(headers, "retry-after: ") != NULL, "%s", headers);
+	json_object_put(o);
+	free(headers);
+	/* Read back from the store at start: a restart does not give the day back. */
+	ck_assert_int_eq(gw_stop(&g, 10000), 0);
+	gw_start(&g);
+	ck_assert_int_eq(status_of("POST", "/api/generate", alice, body), 429);
+	free(alice);
+	free(a);
+}
+END_TEST
+
+START_TEST(the_command_line_client_sends_FNRUN_KEY)
+{
+	char *alice, server[64], log[512];
+	char *argv[] = {(char *)tu_bin("fnrun"), "functions", "--server", server, NULL};
+	int status;
+
+	registry("", "5");
+	alice = make_key("user", "alice");
+	gw_start(&g);
+	snprintf(server, sizeof server, "http://127.0.0.1:%d", g.port);
+	snprintf(log, sizeof log, "%s/cli.out", g.dir);
+	status = tu_wait_exit(tu_spawn(argv, log), 10000);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0); /* 401 without a key */
+	setenv("FNRUN_KEY", alice, 1);
+	status = tu_wait_exit(tu_spawn(argv, log), 10000);
+	unsetenv("FNRUN_KEY");
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	free(alice);
+}
+END_TEST
+
 Suite *suite_keys(void)
 {
 	Suite *s = suite_create("keys");
@@ -449,6 +501,8 @@ Suite *suite_keys(void)
 	tcase_add_test(tc, the_page_signs_in_with_a_cookie_that_images_and_streams_carry);
 	tcase_add_test(tc, quotas_answer_429_with_retry_after_and_queue_nothing);
 	tcase_add_test(tc, a_network_address_without_keys_is_refused_unless_insecure);
+	tcase_add_test(tc, gpu_time_per_day_is_a_quota_that_outlives_a_restart);
+	tcase_add_test(tc, the_command_line_client_sends_FNRUN_KEY);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -368,6 +368,32 @@ START_TEST(a_variant_out_of_memory_or_crashing_sends_its_jobs_to_the_baseline)
 }
 END_TEST
 
+START_TEST(a_variant_within_the_margin_is_not_rolled_back)
+{
+	enum { N = 20 };
+	char *ids[N], user[32];
+	struct json_object *root, *m, *ro;
+
+	/* A margin of 1.0 (100 points): even a variant that always fails stays. */
+	registry(50, 50, ", --fail, error",
+		 "    rollout: {baseline: img_v1, max_failure_rate_delta: 1.0, min_jobs: 3, window: 50}\n");
+	gw_start(&g);
+	for (int i = 0; i < N; i++) {
+		snprintf(user, sizeof user, "m%d", i);
+		ids[i] = submit_as(user);
+	}
+	wait_done(ids, N);
+	m = gw_model(&g, "img_v2", &root);
+	ck_assert_int_ge(gw_int(m, "failed_jobs"), 3);
+	ck_assert(json_object_object_get_ex(m, "rollout", &ro));
+	ck_assert_str_eq(gw_str(ro, "state"), "watching");
+	ck_assert_int_eq(gw_int(m, "weight"), 50);
+	json_object_put(root);
+	for (int i = 0; i < N; i++)
+		free(ids[i]);
+}
+END_TEST
+
 Suite *suite_variants(void)
 {
 	Suite *s = suite_create("variants");
@@ -381,6 +407,7 @@ Suite *suite_variants(void)
 	tcase_add_test(tc, operators_weigh_promote_and_roll_back_and_it_outlives_a_restart);
 	tcase_add_test(tc, a_registry_saved_under_load_adds_a_variant_without_dropping_a_job);
 	tcase_add_test(tc, a_variant_out_of_memory_or_crashing_sends_its_jobs_to_the_baseline);
+	tcase_add_test(tc, a_variant_within_the_margin_is_not_rolled_back);
 	suite_add_tcase(s, tc);
 	return s;
 }
