@@ -580,7 +580,10 @@ static void api_ws(struct http_req *req)
 
 /* ---- GET /api/functions ---- */
 
-/* Qualities the operators paused (with no fallback) are not available now. */
+/*
+ * Qualities the operators paused (with no fallback) are not available now;
+ * one that a model of quality auto was measured into is.
+ */
 static void mark_paused(struct json_object *cat)
 {
 	struct json_object *fs = json_get_arr(cat, "functions");
@@ -593,6 +596,8 @@ static void mark_paused(struct json_object *cat)
 			struct json_object *q = json_object_array_get_idx(qs, k);
 			if (sched_quality_paused(name, json_get_str(q, "key")))
 				json_put(q, "available", json_object_new_boolean(0));
+			else if (sched_quality_served(name, json_get_str(q, "key")))
+				json_put(q, "available", json_object_new_boolean(1)); /* a measured model */
 		}
 	}
 }

@@ -75,7 +75,10 @@ static int weight_of(struct http_req *req, int64_t *w)
 	return 0;
 }
 
-/* POST /api/admin/models/{id}/start|stop|drain|promote|rollback, and {id}/weight {"weight": N} */
+/*
+ * POST /api/admin/models/{id}/start|stop|drain|promote|rollback|calibrate,
+ * and {id}/weight {"weight": N}
+ */
 void api_admin_model_action(struct http_req *req)
 {
 	const char *rest = http_req_param(req), *slash = strrchr(rest, '/');
@@ -102,7 +105,8 @@ void api_admin_model_action(struct http_req *req)
 		}
 	} else if (sched_admin_action(id, slash + 1, &e) < 0) {
 		http_reply_error(req, err_http_status(e.code),
-				 e.code == ERR_NOT_FOUND ? "NOT_FOUND" : "INVALID_INPUT", e.msg, "action");
+				 e.code == ERR_NOT_FOUND ? "NOT_FOUND" :
+				 e.code == ERR_CONFLICT ? "CONFLICT" : "INVALID_INPUT", e.msg, "action");
 		return;
 	}
 	reply_owned(req, sched_admin_models());

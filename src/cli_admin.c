@@ -2,7 +2,7 @@
  * cli_admin.c - `fnrun admin`: the operator API from the command line.
  *
  *   fnrun admin models|runners|keys|status|events [--server URL]
- *   fnrun admin start|stop|drain|promote|rollback MODEL [--server URL]
+ *   fnrun admin start|stop|drain|promote|rollback|calibrate MODEL [--server URL]
  *   fnrun admin weight MODEL N [--server URL]
  *
  * The key is $FNRUN_KEY (an operator key, or the operator token), sent as
@@ -22,15 +22,17 @@
 
 static const char usage[] =
 	"usage: fnrun admin models|runners|keys|status|events [--server URL]\n"
-	"       fnrun admin start|stop|drain|promote|rollback MODEL [--server URL]\n"
+	"       fnrun admin start|stop|drain|promote|rollback|calibrate MODEL [--server URL]\n"
 	"       fnrun admin weight MODEL N [--server URL]\n"
 	"  The key is $FNRUN_KEY (an operator key or token). promote gives MODEL its tier's\n"
 	"  traffic (the others' weight 0); rollback sets its weight to 0 and moves its queued\n"
 	"  jobs to its rollout baseline; weight sets its share (0-1000000). Weights are kept\n"
-	"  across restarts and reloads.\n";
+	"  across restarts and reloads. calibrate measures a model of quality auto again and\n"
+	"  places it in the tier it matches (see its \"calibration\" in `fnrun admin models`).\n";
 
 static const char *const views[] = {"models", "runners", "keys", "status", "events"};
-static const char *const actions[] = {"start", "stop", "drain", "promote", "rollback"};
+static const char *const actions[] = {"start", "stop", "drain", "promote", "rollback",
+					    "calibrate"};
 
 static int among(const char *s, const char *const *v, size_t n)
 {

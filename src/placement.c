@@ -3,6 +3,7 @@
  * a snapshot. No allocation, no globals, no clocks: now_ms comes in the
  * snapshot.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -323,4 +324,30 @@ int64_t pl_estimate(const struct pl_eta *in)
 	}
 	/* Nearest whole second, at least 1 while the job is live. */
 	return left < 1.5 ? 1 : (int64_t)(left + 0.5);
+}
+
+int pl_pick_tier(const struct pl_tier_ref *refs, size_t n, double run_ms, int64_t memory,
+		 double *distance)
+{
+	double best_d = 0;
+	int best = -1;
+
+	if (run_ms <= 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		double d;
+
+		if (refs[i].run_ms <= 0)
+			continue;
+		d = fabs(log(run_ms / refs[i].run_ms));
+		if (memory > 0 && refs[i].memory > 0)
+			d += fabs(log((double)memory / (double)refs[i].memory));
+		if (best < 0 || d < best_d) {
+			best = (int)i;
+			best_d = d;
+		}
+	}
+	if (distance)
+		*distance = best_d;
+	return best;
 }

@@ -169,4 +169,21 @@ struct pl_eta {
  */
 int64_t pl_estimate(const struct pl_eta *in);
 
+/* What a tier's models are like, to place a measured model (quality auto). */
+struct pl_tier_ref {
+	double run_ms;  /* typical run of the calibration request; 0 unknown */
+	int64_t memory; /* typical GPU memory of one runner, bytes; 0 unknown */
+};
+
+/*
+ * The tier (index into refs, the ladder cheapest first) whose models a
+ * model measured at run_ms and memory matches best: the least distance
+ * |ln(run_ms / ref.run_ms)| + |ln(memory / ref.memory)|, a term counted
+ * only where both sides are known (memory 0: unknown); a tier with no
+ * known run time is skipped; on a tie the cheaper tier. -1 when no tier
+ * has a known run time. *distance (may be NULL) gets the winner's.
+ */
+int pl_pick_tier(const struct pl_tier_ref *refs, size_t n, double run_ms, int64_t memory,
+		 double *distance);
+
 #endif

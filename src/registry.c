@@ -138,6 +138,7 @@ static void function_cleanup(struct reg_function *f)
 	free(f->params);
 	free(f->qualities);
 	free(f->routes);
+	json_object_put(f->calibration.params);
 	free(f->name);
 	free(f->description);
 }

@@ -90,6 +90,17 @@ struct reg_route {
 	size_t n;
 };
 
+/*
+ * `calibration:` of a function: the request run `runs` times on a model of
+ * quality auto to measure its run time and GPU memory.
+ */
+#define REG_CALIBRATION_MAX_RUNS 20
+struct reg_calibration {
+	struct json_object *params; /* the params given (checked at load); NULL: none or bad */
+	int64_t runs;               /* 1..REG_CALIBRATION_MAX_RUNS, default 3 */
+	int given;                  /* 1: the file has the key */
+};
+
 struct reg_function {
 	char *name;                      /* e.g. "Create Image" */
 	char *description;               /* or NULL */
@@ -102,6 +113,7 @@ struct reg_function {
 	int reduce_quality_on_oom;       /* 1: an out-of-memory job retries one quality down */
 	char *messages[REG_PHASE_COUNT]; /* NULL: the caller's generic text */
 	struct reg_route *routes;        /* private: one per quality */
+	struct reg_calibration calibration; /* for models of quality auto */
 };
 
 /*
@@ -315,6 +327,13 @@ const char *registry_phase_name(int phase);
  */
 int registry_validate_params(const struct reg_function *f, const struct json_object *params,
 			     struct json_object **out, struct err *err);
+/*
+ * The validated params one calibration run of f sends: its
+ * `calibration.params` with f's defaults, a `random` default drawn anew
+ * each call. A new object (json_object_put), or NULL when f cannot be
+ * calibrated (a required param without a value).
+ */
+struct json_object *registry_calibration_params(const struct reg_function *f);
 
 /*
  * Deep-copies m's workflow template into *workflow and writes each bound

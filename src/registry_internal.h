@@ -127,6 +127,10 @@ void registry__apply_defaults(const struct key_spec *t, void *obj);
  * parses the simple values into obj; KEY_LATER keys are left to the caller.
  */
 void registry__parse_map(struct pctx *c, yaml_node_t *n, const struct key_spec *t, void *obj);
+/* registry_calibrate.c: a function's calibration (its params are parsed by then). */
+void registry__parse_calibration(struct pctx *c, yaml_node_t *fnode, struct reg_function *f);
+/* registry_calibrate.c: each model of quality auto can be calibrated (all models known). */
+void registry__check_auto(struct pctx *c);
 /* registry_rollout.c: a model's rollout rule (every model is parsed by then). */
 void registry__parse_rollout(struct pctx *c, yaml_node_t *n, struct reg_model *m);
 /* Reads a whole file of at most max bytes; NULL with errno set. Caller frees. */

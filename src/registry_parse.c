@@ -405,6 +405,7 @@ static const struct key_spec function_keys[] = {
 	 .off = offsetof(struct reg_function, output)},
 	{.name = "reduce_quality_on_oom", .type = KEY_BOOL,
 	 .off = offsetof(struct reg_function, reduce_quality_on_oom)},
+	{.name = "calibration", .type = KEY_LATER},
 	{NULL},
 };
 
@@ -465,6 +466,7 @@ static void parse_functions(struct pctx *c, yaml_node_t *n)
 			registry__apply_defaults(function_keys, f);
 			registry__parse_map(c, v, function_keys, f);
 			set_default_quality(c, v, f);
+			registry__parse_calibration(c, v, f);
 		}
 		registry__path_pop(c, old);
 	}
@@ -690,6 +692,7 @@ static void walk(struct pctx *c, yaml_node_t *root)
 		registry__path_pop(c, old);
 	}
 	registry__parse_fallbacks(c);
+	registry__check_auto(c);
 }
 
 /* Parses the file into c->doc. Returns 0, or -1 after recording the error. */

@@ -153,6 +153,7 @@ static struct json_object *model_json(const struct mstate *m)
 	json_put(e, "avg_start_ms", json_int((int64_t)(estimate_start_s(&m->est) * 1000)));
 	json_put(e, "fallback", rm->fallback ? json_str(rm->fallback->id) : NULL);
 	sched__variant_into(m, e);
+	sched__calib_into(m, e);
 	return e;
 }
 
@@ -204,6 +205,15 @@ int sched_quality_paused(const char *function, const char *quality)
 	if (t == NULL || !sched__tier_paused(t))
 		return 0;
 	return !(sched__route(fn, q, "catalog", &to, &pin) == 0 && pin != NULL);
+}
+
+int sched_quality_served(const char *function, const char *quality)
+{
+	const struct reg_function *fn = function ? registry_function(sched__s.reg, function) : NULL;
+	int q = fn && quality ? registry_quality_index(fn, quality) : -1;
+	struct tier *t = q >= 0 ? sched__tier_of(fn, q) : NULL;
+
+	return t != NULL && t->nmodels > 0;
 }
 
 /* ---- operator actions ---- */
@@ -259,9 +269,11 @@ int sched_admin_action(const char *model_id, const char *action, struct err *err
 		sched__rollback(m, "rolled back by an operator");
 		return 0;
 	}
+	if (strcmp(action, "calibrate") == 0)
+		return sched__calib_start(m, "asked by an operator", err);
 	if (strcmp(action, "stop") != 0 && strcmp(action, "drain") != 0) {
-		err_set(err, ERR_INVALID,
-			"action: expected start, stop, drain, promote, rollback or weight");
+		err_set(err, ERR_INVALID, "action: expected start, stop, drain, promote, rollback, "
+			"calibrate or weight");
 		return -1;
 	}
 	/*
@@ -482,6 +494,8 @@ void sched__build_models(struct registry *reg)
 	for (size_t i = 0; i < n; i++)
 		v[i]->index = (int)i;
 	build_tiers(reg, old_tiers, ntiers_old);
+	for (size_t i = 0; i < n; i++)
+		sched__calib_place(v[i]);
 	for (size_t i = 0; i < sched__s.ntiers; i++)
 		adopt_queue(&sched__s.tiers[i]->q);
 	for (size_t i = 0; i < n; i++)
@@ -505,6 +519,7 @@ void sched_reload(struct registry *next)
 
 	sched__s.reg = registry_ref(next);
 	sched__build_models(next);
+	sched__calib_run_due();
 	registry_unref(prev);
 	log_info("registry reloaded models=%zu", registry_model_count(next));
 	sched__pump();

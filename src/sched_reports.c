@@ -234,6 +234,7 @@ void sched__on_done(struct runner *r, uint64_t ticket, struct json_object *outpu
 	sr->m->failures = 0;
 	sched__outcome(sr->m, 0, 0, (double)(util_now_ms() - sj->job->started_at));
 	sched__measure(sr);
+	sched__calib_sample(sr->m, sj, (double)(util_now_ms() - sj->job->started_at));
 	detach(sj);
 	complete_with_thumbs(sj, outputs);
 }
@@ -294,6 +295,12 @@ static void model_error(struct srunner *sr, struct sjob *sj, const char *exc_typ
 	const struct reg_model *model = sr->r->model;
 	struct mstate *fb = sched__fallback_state(model);
 
+	if (sched__calib_job(sj)) { /* the measure failed: nothing to retry elsewhere */
+		sched__fail_job(sj, is_oom(exc_type, detail) ? "OUT_OF_MEMORY" : "INTERNAL",
+				"The calibration run failed", NULL, NULL, tech);
+		sched__model_error(sr->m, tech);
+		return;
+	}
 	/* Out of memory on a variant on trial: its baseline tries the same quality first. */
 	if (!rejected && is_oom(exc_type, detail) && !(model->rollout && fb)) {
 		oom(sj, model, tech);

@@ -160,6 +160,7 @@ int sched_init(const struct sched_hooks *hooks, struct err *err)
 	log_info("scheduler ready live=%zu queued=%zu reconciling=%d", sched__s.nlive,
 		 sched__s.nqueued, sched__s.reconciling - 1);
 	reconcile_done();
+	sched__calib_run_due();
 	return 0;
 }
 

@@ -412,6 +412,7 @@ void sched__finish(struct sjob *sj, int status)
 	sj->finishing = 0;
 	sched__set_state(sj, status);
 	sched__quota_finished(sj->job);
+	sched__calib_end(sj);
 	sj->retiring = 1;
 	sched__effect(EFF_RETIRE, sj, NULL);
 }
@@ -510,6 +511,17 @@ void sched__move(struct sjob *sj, struct mstate *to, const char *why)
 	struct tier *t = NULL;
 	struct mstate *pin = to;
 
+	if (sched__calib_job(sj)) {
+		/* A calibration run measures its model: it never goes to another. */
+		struct mstate *own = sched__mstate_of(sj->job->model_id);
+		if (to == NULL)
+			to = pin = own;
+		if (own == NULL || to != own || own->model->quality != REG_QUALITY_AUTO) {
+			sched__dequeue(sj);
+			sched__fail_job(sj, "MODEL_UNAVAILABLE", NULL, NULL, NULL, why);
+			return;
+		}
+	}
 	sched__dequeue(sj);
 	if (to)
 		t = to->tier ? to->tier : sched__tier_of(sj->fn, sj->quality);

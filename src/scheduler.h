@@ -158,6 +158,8 @@ int sched_admin_weight(const char *model_id, int64_t weight, struct err *err);
  * says it is not available. 0 otherwise, also for unknown names.
  */
 int sched_quality_paused(const char *function, const char *quality);
+/* 1 when some model serves that quality now (a measured model of quality auto included). */
+int sched_quality_served(const char *function, const char *quality);
 const char *sched_not_ready(void);
 
 /* Operator views (GET /api/admin/runners, /models); caller owns the result. */

@@ -86,6 +86,24 @@ struct variant {
 	char rollback_note[300];   /* the numbers of the rollback, for operators */
 };
 
+/* A model of quality auto: its measure and the tier it got (sched_calibrate.c). */
+#define CAL_OWNER "fnrun:calibration" /* the owner of calibration jobs: no user key's */
+enum cal_state { CAL_NONE, CAL_RUNNING, CAL_DONE, CAL_FAILED };
+struct calib {
+	int state;                 /* enum cal_state: of the last round */
+	int placed;                /* 1: serves the tier `quality` (measured before) */
+	int due;                   /* a round should start (sched__calib_run_due) */
+	char quality[64];          /* the tier's quality key, when placed */
+	uint64_t definition;       /* fingerprint of the definition measured */
+	int64_t runs, ok, failed;  /* this round: runs asked, completed, failed */
+	double times[REG_CALIBRATION_MAX_RUNS]; /* run ms of the completed runs */
+	double run_ms;             /* their median */
+	int64_t memory;            /* bytes: NVML's measure, else the declared gpu_memory */
+	int memory_measured;       /* 1: NVML measured it */
+	int64_t started_ms, at_ms; /* the round's start, its end */
+	char how[300];             /* operators: how the tier was picked, or why it failed */
+};
+
 /* One registry model: its runners and the jobs pinned to it. */
 struct mstate {
 	const struct reg_model *model; /* current registry (or the last one, retired) */
@@ -104,6 +122,7 @@ struct mstate {
 	int64_t measured;              /* bytes of GPU memory last measured; 0 unknown */
 	struct estimate est;           /* learned run and start times */
 	struct variant var;            /* A/B: weight, outcomes, rollout (sched_variants.c) */
+	struct calib cal;              /* quality auto: measure and tier (sched_calibrate.c) */
 	int positions_dirty;
 	int index;                     /* in sched__models, for placement snapshots */
 };
@@ -263,6 +282,16 @@ void sched__variant_into(const struct mstate *m, struct json_object *e); /* admi
 void sched__rollback(struct mstate *m, const char *why);
 void sched__promote(struct mstate *m);
 void sched__set_weight(struct mstate *m, int64_t w);
+/* sched_calibrate.c: models of quality auto. */
+int sched__calib_job(const struct sjob *sj);       /* 1: a calibration run (CAL_OWNER) */
+/* After the tiers are built: a measured model joins its tier; one without a measure is due. */
+void sched__calib_place(struct mstate *m);
+void sched__calib_run_due(void);                   /* starts the rounds that are due */
+/* Queues a round of calibration runs (why: for the log); -1 with err when m is not auto. */
+int sched__calib_start(struct mstate *m, const char *why, struct err *err);
+void sched__calib_sample(struct mstate *m, const struct sjob *sj, double run_ms); /* a run done */
+void sched__calib_end(struct sjob *sj);            /* a calibration job ended (any state) */
+void sched__calib_into(const struct mstate *m, struct json_object *e); /* admin view */
 /* Commits what is pending and runs the effects now; -1 when the store failed. */
 int sched__flush(void);
 /* 1 while the store takes writes. */

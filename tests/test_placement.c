@@ -726,6 +726,42 @@ END_TEST
 /* Rows in a table. */
 #define NROWS(t) ((int)(sizeof(t) / sizeof((t)[0])))
 
+#define GIB (1LL << 30)
+
+/* A measured model (quality auto) and the tier it must land in. */
+static const struct {
+	const char *name;
+	struct pl_tier_ref refs[4];
+	size_t n;
+	double run_ms;
+	int64_t memory;
+	int want;
+} tier_rows[] = {
+	{"nearest run time in log space", {{100, 0}, {1000, 0}, {10000, 0}}, 3, 350, 0, 1},
+	{"below the cheapest", {{100, 0}, {1000, 0}, {10000, 0}}, 3, 5, 0, 0},
+	{"above the dearest", {{100, 0}, {1000, 0}, {10000, 0}}, 3, 90000, 0, 2},
+	{"a tie goes to the cheaper tier", {{100, 0}, {400, 0}}, 2, 200, 0, 0},
+	{"memory decides between equal run times",
+	 {{1000, 2 * GIB}, {1000, 16 * GIB}}, 2, 1100, 14 * GIB, 1},
+	{"memory counts only where both are known",
+	 {{1000, 0}, {3000, 16 * GIB}}, 2, 1100, 16 * GIB, 0},
+	{"a tier without a run time is skipped", {{0, 8 * GIB}, {5000, 0}}, 2, 10, 8 * GIB, 1},
+	{"no reference at all", {{0, 0}, {0, 4 * GIB}}, 2, 10, 4 * GIB, -1},
+	{"no measure", {{100, 0}}, 1, 0, 0, -1},
+};
+
+START_TEST(pick_tier_table)
+{
+	double d = -1;
+	int got = pl_pick_tier(tier_rows[_i].refs, tier_rows[_i].n, tier_rows[_i].run_ms,
+			       tier_rows[_i].memory, &d);
+
+	ck_assert_msg(got == tier_rows[_i].want, "%s: tier %d, expected %d", tier_rows[_i].name,
+		      got, tier_rows[_i].want);
+	ck_assert_msg(got < 0 || d >= 0, "%s: distance %f", tier_rows[_i].name, d);
+}
+END_TEST
+
 Suite *suite_placement(void)
 {
 	Suite *s = suite_create("placement");
@@ -741,6 +777,7 @@ Suite *suite_placement(void)
 	tcase_add_loop_test(tc, plan_table, 0, NROWS(plan_rows));
 	tcase_add_loop_test(tc, estimate_table, 0, NROWS(eta_rows));
 	tcase_add_test(tc, estimate_shrinks_with_progress);
+	tcase_add_loop_test(tc, pick_tier_table, 0, NROWS(tier_rows));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -182,6 +182,23 @@ START_TEST(valid_registry_loads)
 	ck_assert_int_eq(m->max_instances, 1);
 	ck_assert_int_eq(m->weight_set, 1);
 	ck_assert_int_eq(registry_model(r, "create_image_auto")->quality, REG_QUALITY_AUTO);
+	/* Calibration: as given, each run validated afresh (defaults, a new seed). */
+	{
+		const struct reg_function *ci = registry_function(r, "Create Image");
+		struct json_object *a = registry_calibration_params(ci);
+		struct json_object *b = registry_calibration_params(ci);
+		ck_assert_int_eq(ci->calibration.runs, 2);
+		ck_assert_str_eq(json_object_get_string(json_object_object_get(a, "prompt")),
+				 "a lighthouse");
+		ck_assert_int_eq(json_object_get_int(json_object_object_get(a, "width")), 512);
+		ck_assert_int_eq(json_object_get_int(json_object_object_get(a, "tiled")), 0);
+		ck_assert_msg(json_object_get_int64(json_object_object_get(a, "seed")) !=
+				      json_object_get_int64(json_object_object_get(b, "seed")),
+			      "two runs drew the same seed");
+		json_object_put(a);
+		json_object_put(b);
+		ck_assert_int_eq(registry_function(r, "Make Music")->calibration.runs, 3);
+	}
 	/* Server. */
 	ck_assert_str_eq(s->listen, "127.0.0.1:9000");
 	ck_assert_str_eq(s->data, "./data");
