@@ -634,10 +634,9 @@ int sched__route(const struct reg_function *fn, int quality, const char *key, st
 	for (size_t i = 0; i < n; i++)
 		if (!pm[i].resting)
 			return 0;
-	/* The tier is resting: its fallback serves. */
+	/* The tier is resting: its fallback serves (a variant's: its rollout baseline). */
 	for (size_t i = 0; i < n; i++) {
-		const struct reg_model *fb = (*t)->models[i]->model->fallback;
-		struct mstate *f = fb ? sched__mstate_of(fb->id) : NULL;
+		struct mstate *f = sched__fallback_state((*t)->models[i]->model);
 		if (f && f->cooldown_until_ms <= now && !f->held) {
 			*pin = f;
 			*t = f->tier ? f->tier : *t;

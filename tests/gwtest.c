@@ -83,7 +83,11 @@ void gw_start(struct gw *g)
 	argv[argc] = NULL;
 	g->pid = tu_spawn(argv, log);
 	ck_assert_int_gt(g->pid, 0);
-	ck_assert_msg(tu_wait_http(g->port, "/health", 200, 10000) == 0, "gateway did not start");
+	if (tu_wait_http(g->port, "/health", 200, 10000) != 0) {
+		char *text = gw_log(g);
+		size_t n = strlen(text);
+		ck_abort_msg("gateway did not start; its log ends: %s", text + (n > 600 ? n - 600 : 0));
+	}
 }
 
 char *gw_log(struct gw *g)

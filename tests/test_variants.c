@@ -394,6 +394,87 @@ START_TEST(a_variant_within_the_margin_is_not_rolled_back)
 }
 END_TEST
 
+/*
+ * A variant that served 24 jobs well, then runs out of memory on its next
+ * 10 (a reload made it; out of memory does not rest a model, so each
+ * comes to it): judged over a window of 10 it is rolled back, over a
+ * window of 200 (10 failures in 34) it stays. Either way no user job fails.
+ */
+static const char *state_after_a_bad_turn(int window, int64_t *failed)
+{
+	enum { GOOD = 24, BAD = 10 };
+	char *ids[GOOD], rule[160], user[32];
+	struct json_object *root, *m, *ro;
+	static char state[32];
+	int reloads;
+
+	snprintf(rule, sizeof rule,
+		 "    rollout: {baseline: img_v1, max_failure_rate_delta: 0.5, min_jobs: 10, "
+		 "window: %d}\n", window);
+	registry(0, 100, "", rule);
+	gw_start(&g);
+	for (int i = 0; i < GOOD; i++) {
+		snprintf(user, sizeof user, "g%d", i);
+		ids[i] = submit_as(user);
+	}
+	wait_done(ids, GOOD);
+	for (int i = 0; i < GOOD; i++)
+		free(ids[i]);
+	ck_assert_int_eq(model_int("img_v2", "jobs"), GOOD);
+	reloads = gw_log_count(&g, "registry reloaded");
+	registry(0, 100, ", --fail, oom", rule);
+	while (gw_log_count(&g, "registry reloaded") == reloads)
+		gw_sleep_ms(20); /* the test's timeout bounds this wait */
+	for (int i = 0; i < BAD; i++) {
+		snprintf(user, sizeof user, "b%d", i);
+		ids[i] = submit_as(user);
+		wait_done(&ids[i], 1); /* its failed try on img_v2 went to the baseline */
+		free(ids[i]);
+	}
+	m = gw_model(&g, "img_v2", &root);
+	*failed = gw_int(m, "failed_jobs");
+	ck_assert(json_object_object_get_ex(m, "rollout", &ro));
+	snprintf(state, sizeof state, "%s", gw_str(ro, "state"));
+	json_object_put(root);
+	return state;
+}
+
+START_TEST(the_rollout_window_decides_which_jobs_count)
+{
+	char data[300];
+	int64_t failed = 0;
+
+	/* 6 failures in the last 10 pass 0 % + 50 points: rolled back there, the rest to v1. */
+	ck_assert_str_eq(state_after_a_bad_turn(10, &failed), "rolled_back");
+	ck_assert_int_eq(failed, 6);
+	/* Again from an empty store (the rollback is kept there). */
+	ck_assert_int_ge(gw_stop(&g, 15000), 0);
+	snprintf(data, sizeof data, "%s/data", g.dir);
+	tu_rmrf(data);
+	ck_assert_str_eq(state_after_a_bad_turn(200, &failed), "watching");
+	ck_assert_int_eq(failed, 10);
+}
+END_TEST
+
+/* All the traffic on a variant that rests (3 errors in a row): its baseline takes the jobs. */
+START_TEST(a_resting_variant_sends_new_jobs_to_its_baseline)
+{
+	char *id, user[32];
+
+	registry(0, 100, ", --fail, error",
+		 "    rollout: {baseline: img_v1, max_failure_rate_delta: 1.0, min_jobs: 100, "
+		 "window: 200}\n");
+	gw_start(&g);
+	for (int i = 0; i < 8; i++) {
+		snprintf(user, sizeof user, "r%d", i);
+		id = submit_as(user);
+		wait_done(&id, 1);
+		free(id);
+	}
+	ck_assert_int_eq(model_int("img_v2", "failed_jobs"), 3);
+}
+END_TEST
+
 Suite *suite_variants(void)
 {
 	Suite *s = suite_create("variants");
@@ -408,6 +489,8 @@ Suite *suite_variants(void)
 	tcase_add_test(tc, a_registry_saved_under_load_adds_a_variant_without_dropping_a_job);
 	tcase_add_test(tc, a_variant_out_of_memory_or_crashing_sends_its_jobs_to_the_baseline);
 	tcase_add_test(tc, a_variant_within_the_margin_is_not_rolled_back);
+	tcase_add_test(tc, the_rollout_window_decides_which_jobs_count);
+	tcase_add_test(tc, a_resting_variant_sends_new_jobs_to_its_baseline);
 	suite_add_tcase(s, tc);
 	return s;
 }
