@@ -4,7 +4,7 @@
 #   make run      install what is missing, build, serve the demo
 #   make bench    the figures of docs/design.md §9
 CC      ?= cc
-PKGS    := libuv json-c yaml-0.1 sqlite3 libcurl libssl zlib libpng
+PKGS    := libuv json-c yaml-0.1 sqlite3 libpq libcurl libssl zlib libpng
 # pkg-config runs when a recipe first needs it, not when make reads this
 # file: `make run` on a new machine installs the packages (deps) first.
 PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)

@@ -19,6 +19,7 @@
 #include "registry.h"
 #include "scheduler_internal.h"
 #include "server.h"
+#include "store.h"
 #include "store_keys.h"
 #include "util.h"
 

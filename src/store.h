@@ -148,4 +148,13 @@ int store_meta_delete(struct store *s, const char *key, struct err *err);
 int store_meta_list(struct store *s, const char *prefix, store_meta_fn fn, void *ud,
 		    struct err *err);
 
+/*
+ * Run time of the jobs each owner (API key) ran since since_ms (finished
+ * ones): fn(owner, model_id, ms, ud) once per (owner, model), for quotas
+ * that count GPU time after a restart.
+ */
+typedef void (*store_usage_fn)(const char *owner, const char *model_id, int64_t ms, void *ud);
+int store_key_usage_since(struct store *s, int64_t since_ms, store_usage_fn fn, void *ud,
+			  struct err *err);
+
 #endif

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "store.h"
-#include "store_internal.h"
 #include "store_guard.h"
 #include "store_keys.h"
 #include "util.h"
@@ -243,24 +242,4 @@ int store_key_revoke(struct keystore *s, const char *id_or_name, struct err *err
 		return -1;
 	}
 	return 0;
-}
-
-int store_key_usage_since(struct store *s, int64_t since_ms, store_usage_fn fn, void *ud,
-			  struct err *err)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(store__db(s),
-			       "SELECT owner, model_id, sum(finished_at - started_at) FROM jobs"
-			       " WHERE owner IS NOT NULL AND model_id IS NOT NULL"
-			       " AND finished_at >= ?1 AND started_at > 0"
-			       " GROUP BY owner, model_id", -1, &st, NULL) != SQLITE_OK)
-		return fail_db(store__db(s), "job store", "key usage", err);
-	sqlite3_bind_int64(st, 1, since_ms);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		fn((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-		   sqlite3_column_int64(st, 2), ud);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : fail_db(store__db(s), "job store", "key usage", err);
 }

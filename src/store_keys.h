@@ -60,13 +60,4 @@ int store_key_list(struct keystore *s, struct key_row **out, size_t *n, struct e
 /* Revokes the key with that id or name; ERR_NOT_FOUND when none. */
 int store_key_revoke(struct keystore *s, const char *id_or_name, struct err *err);
 
-/*
- * Run time of the jobs each owner ran since since_ms (finished ones):
- * fn(owner, model_id, ms, ud) once per (owner, model), for quotas that
- * count GPU time after a restart.
- */
-typedef void (*store_usage_fn)(const char *owner, const char *model_id, int64_t ms, void *ud);
-int store_key_usage_since(struct store *s, int64_t since_ms, store_usage_fn fn, void *ud,
-			  struct err *err);
-
 #endif
