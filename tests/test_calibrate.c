@@ -30,14 +30,6 @@ static void teardown(void)
 	gw_cleanup(&g);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* `fnrun check` of the registry in g's dir, in process: its exit code, its text in out. */
 static int check(char *out, size_t n)
 {
@@ -108,7 +100,7 @@ static void run_one(const char *quality)
 /* The model's "calibration" once its state is not "running" (a new reference; put it). */
 static struct json_object *calibrated(const char *id, int ms)
 {
-	int64_t deadline = now_ms() + ms;
+	int64_t deadline = tu_now_ms() + ms;
 
 	for (;;) {
 		struct json_object *root, *m = gw_model(&g, id, &root), *c = NULL;
@@ -124,7 +116,7 @@ static struct json_object *calibrated(const char *id, int ms)
 			return c;
 		}
 		json_object_put(root);
-		ck_assert_msg(now_ms() < deadline, "model %s still calibrating after %d ms", id, ms);
+		ck_assert_msg(tu_now_ms() < deadline, "model %s still calibrating after %d ms", id, ms);
 		gw_sleep_ms(50);
 	}
 }
@@ -157,10 +149,10 @@ static char *served_by(const char *job)
 
 static void wait_reload(int before)
 {
-	int64_t deadline = now_ms() + 20000;
+	int64_t deadline = tu_now_ms() + 20000;
 
 	while (gw_log_count(&g, "registry reloaded") <= before) {
-		ck_assert_msg(now_ms() < deadline, "the registry was not reloaded");
+		ck_assert_msg(tu_now_ms() < deadline, "the registry was not reloaded");
 		gw_sleep_ms(20);
 	}
 }

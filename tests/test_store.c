@@ -1,6 +1,10 @@
 /*
- * test_store.c - the job object, its state machine, and the SQLite store.
- * Each test runs in its own process with its own temp dir.
+ * test_store.c - the job object, its state machine, and the store: one set
+ * of cases run against both backends (TCase "db" on a SQLite file in a
+ * temp dir, TCase "pg" on a private PostgreSQL with a new database per
+ * case), then what only one backend has (a file's guard, pragmas and
+ * lock; PostgreSQL's reconnect after a restart). Each test runs in its own
+ * process.
  */
 #include <check.h>
 #include <signal.h>
@@ -16,6 +20,7 @@
 #include "job.h"
 #include "json.h" /* -I/usr/include/json-c has a json.h too */
 #include "log.h"
+#include "pgtest.h"
 #include "store.h"
 #include "testutil.h"
 #include "util.h"
@@ -36,6 +41,25 @@ static void quiet(void)
 static void teardown(void)
 {
 	tu_rmrf(tu_tmpdir());
+}
+
+/* TCase "pg": one server for the case, started in the parent; a database per test. */
+static struct pgtest pgs;
+
+static void pg_up(void)
+{
+	pg_start(&pgs);
+}
+
+static void pg_down(void)
+{
+	pg_stop(&pgs);
+}
+
+static void setup_pg(void)
+{
+	log_init(LOG_WARN, NULL);
+	pg_test_db(&pgs, db_path, sizeof db_path);
 }
 
 static struct store *open_ok(void)
@@ -916,11 +940,166 @@ START_TEST(test_damaged_store_refused)
 }
 END_TEST
 
+static void meta_row(const char *key, const char *value, void *ud)
+{
+	char *out = ud;
+	size_t at = strlen(out);
+
+	snprintf(out + at, 256 - at, "%s=%s;", key, value);
+}
+
+/* Meta rows: put replaces, list by prefix in key order, delete forgets. */
+START_TEST(test_meta_rows)
+{
+	struct store *s = open_ok();
+	struct err err = {0};
+	char seen[256] = "";
+
+	ck_assert_int_eq(store_meta_put(s, "weight/b", "10", &err), 0);
+	ck_assert_int_eq(store_meta_put(s, "weight/a", "5", &err), 0);
+	ck_assert_int_eq(store_meta_put(s, "hold/a", "stop", &err), 0);
+	ck_assert_int_eq(store_meta_put(s, "weight/a", "7", &err), 0);
+	ck_assert_int_eq(store_meta_delete(s, "weight/b", &err), 0);
+	ck_assert_int_eq(store_meta_put(s, "weight/c", "1", &err), 0);
+	store_close(s);
+	s = open_ok();
+	ck_assert_int_eq(store_meta_list(s, "weight/", meta_row, seen, &err), 0);
+	ck_assert_str_eq(seen, "weight/a=7;weight/c=1;");
+	ck_assert_int_eq(store_probe(s, &err), 0);
+	store_close(s);
+}
+END_TEST
+
+/* A conflicting insert inside a batch is refused alone: the batch commits the rest. */
+START_TEST(test_conflict_inside_a_batch)
+{
+	struct store *s = open_ok();
+	struct job *a = full_job("same"), *b = full_job("same"), *c = job_new();
+	struct err err = {0};
+
+	ck_assert_int_eq(store_begin(s, &err), 0);
+	insert_ok(s, a);
+	ck_assert_int_eq(store_job_insert(s, b, &err), -1);
+	ck_assert_int_eq(err.code, ERR_CONFLICT);
+	ck_assert_msg(strstr(err.msg, a->id) != NULL, "%s", err.msg);
+	err_clear(&err);
+	ck_assert_int_eq(store_job_insert(s, a, &err), -1); /* the same id */
+	ck_assert_int_eq(err.code, ERR_CONFLICT);
+	err_clear(&err);
+	job_set_str(&c->function, "f");
+	insert_ok(s, c);
+	ck_assert_msg(store_commit(s, &err) == 0, "commit: %s", err.msg);
+	ck_assert_int_eq(count(s, -1), 2);
+	job_free(a);
+	job_free(b);
+	job_free(c);
+	store_close(s);
+}
+END_TEST
+
+/* GPU time per key and model since a moment, from finished jobs. */
+static void usage_row(const char *owner, const char *model, int64_t ms, void *ud)
+{
+	char *out = ud;
+	size_t at = strlen(out);
+
+	snprintf(out + at, 256 - at, "%s/%s=%lld;", owner, model, (long long)ms);
+}
+
+START_TEST(test_key_usage_since)
+{
+	struct store *s = open_ok();
+	struct err err = {0};
+	char seen[256] = "";
+
+	for (int i = 0; i < 3; i++) {
+		struct job *j = job_new();
+		job_set_str(&j->function, "f");
+		job_set_str(&j->owner, "k1");
+		job_set_str(&j->model_id, "m");
+		j->started_at = 1000 + i;
+		j->finished_at = i == 2 ? 500 : 1100 + i; /* the last finished too early */
+		insert_ok(s, j);
+		job_free(j);
+	}
+	ck_assert_int_eq(store_key_usage_since(s, 900, usage_row, seen, &err), 0);
+	ck_assert_str_eq(seen, "k1/m=200;");
+	store_close(s);
+}
+END_TEST
+
+/* PostgreSQL restarted under an open store: calls fail, then work again after a reset. */
+static struct pgtest own;
+
+static void own_up(void)
+{
+	log_init(LOG_WARN, NULL);
+	pg_start(&own);
+	pg_test_db(&own, db_path, sizeof db_path);
+}
+
+static void own_down(void)
+{
+	pg_stop(&own);
+}
+
+START_TEST(test_pg_reconnects_after_a_restart)
+{
+	struct store *s = open_ok();
+	struct job *a = job_new(), *b = job_new(), *got;
+	struct err err = {0};
+	int64_t deadline;
+
+	job_set_str(&a->function, "f");
+	job_set_str(&b->function, "f");
+	insert_ok(s, a);
+	pg_restart(&own);
+	/* The first call learns the session is gone; the next one (a second on) resets it. */
+	deadline = tu_now_ms() + 15000;
+	while (store_probe(s, &err) < 0) {
+		ck_assert_msg(tu_now_ms() < deadline, "no reconnect: %s", err.msg);
+		ck_assert_int_eq(err.code, ERR_IO);
+		err_clear(&err);
+		usleep(50000); /* the store resets at most once a second */
+	}
+	insert_ok(s, b);
+	got = get_ok(s, a->id);
+	ck_assert_int_eq(got->seq, a->seq);
+	job_free(got);
+	ck_assert_int_eq(count(s, -1), 2);
+	job_free(a);
+	job_free(b);
+	store_close(s);
+}
+END_TEST
+
+/* Cases that hold for both backends. */
+static void add_common(TCase *tc)
+{
+	tcase_add_test(tc, test_roundtrip_every_field);
+	tcase_add_test(tc, test_idempotency_conflict);
+	tcase_add_test(tc, test_update_and_reread);
+	tcase_add_test(tc, test_unknown_id_not_found);
+	tcase_add_test(tc, test_list_newest_first);
+	tcase_add_test(tc, test_active_priority_then_seq);
+	tcase_add_test(tc, test_persists_across_reopen);
+	tcase_add_test(tc, test_group_commit_1000);
+	tcase_add_test(tc, test_nested_rollback);
+	tcase_add_test(tc, test_crash_keeps_committed);
+	tcase_add_test(tc, test_batched_lifecycle_10k);
+	tcase_add_test(tc, test_runner_table);
+	tcase_add_test(tc, test_meta_rows);
+	tcase_add_test(tc, test_conflict_inside_a_batch);
+	tcase_add_test(tc, test_key_usage_since);
+}
+
 Suite *suite_store(void)
 {
 	Suite *s = suite_create("store");
 	TCase *job = tcase_create("job");
 	TCase *db = tcase_create("db");
+	TCase *pg = tcase_create("pg");
+	TCase *pgown = tcase_create("pg-restart");
 
 	tcase_add_checked_fixture(job, quiet, NULL);
 	tcase_add_test(job, test_job_new_defaults);
@@ -930,18 +1109,7 @@ Suite *suite_store(void)
 
 	tcase_add_checked_fixture(db, setup, teardown);
 	tcase_set_timeout(db, 30);
-	tcase_add_test(db, test_roundtrip_every_field);
-	tcase_add_test(db, test_idempotency_conflict);
-	tcase_add_test(db, test_update_and_reread);
-	tcase_add_test(db, test_unknown_id_not_found);
-	tcase_add_test(db, test_list_newest_first);
-	tcase_add_test(db, test_active_priority_then_seq);
-	tcase_add_test(db, test_persists_across_reopen);
-	tcase_add_test(db, test_group_commit_1000);
-	tcase_add_test(db, test_nested_rollback);
-	tcase_add_test(db, test_crash_keeps_committed);
-	tcase_add_test(db, test_batched_lifecycle_10k);
-	tcase_add_test(db, test_runner_table);
+	add_common(db);
 	tcase_add_test(db, test_open_bad_directory);
 	tcase_add_test(db, test_missing_or_empty_store_refused);
 	tcase_add_test(db, test_damaged_store_refused);
@@ -950,5 +1118,16 @@ Suite *suite_store(void)
 	tcase_add_test(db, test_one_process_owns_the_file);
 	tcase_add_test(db, test_probe_writes_new_bytes);
 	suite_add_tcase(s, db);
+
+	tcase_add_unchecked_fixture(pg, pg_up, pg_down);
+	tcase_add_checked_fixture(pg, setup_pg, NULL);
+	tcase_set_timeout(pg, 60);
+	add_common(pg);
+	suite_add_tcase(s, pg);
+
+	tcase_add_checked_fixture(pgown, own_up, own_down);
+	tcase_set_timeout(pgown, 60);
+	tcase_add_test(pgown, test_pg_reconnects_after_a_restart);
+	suite_add_tcase(s, pgown);
 	return s;
 }

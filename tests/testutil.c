@@ -462,3 +462,11 @@ void tu_kill_users_of(const char *dir)
 			closedir(d);
 	}
 }
+
+int64_t tu_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

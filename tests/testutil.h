@@ -8,6 +8,7 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* The directory holding fnrun and fnrun-worker ($FNRUN_BIN or "bin"). */
@@ -76,5 +77,7 @@ int tu_http_keep(int fd, const char *method, const char *path, const char *body,
  * crashed gateway's model servers live on in process groups of their own.
  */
 void tu_kill_users_of(const char *dir);
+/* Milliseconds on the monotonic clock, for deadlines. */
+int64_t tu_now_ms(void);
 
 #endif
