@@ -38,6 +38,8 @@ struct job {
 				  * NULL: the job's own id */
 	int64_t seq;             /* queue order, set by store_job_insert() */
 	int64_t created_at;      /* ms since the epoch */
+	int64_t lease_gen;       /* shared store: the claim this node holds (fencing); 0: none */
+	int cancel_asked;        /* shared store: another node asked to cancel it */
 
 	/* Mutable: written by store_job_update(). */
 	int status;              /* enum job_status; see job_set_status() */

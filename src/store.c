@@ -241,3 +241,77 @@ int store_key_usage_since(struct store *s, int64_t since_ms, store_usage_fn fn, 
 {
 	return s->ops->key_usage(s, since_ms, fn, ud, err);
 }
+
+/* ---- several nodes ---- */
+
+int store_shared(const struct store *s)
+{
+	return s->ops->cluster != NULL;
+}
+
+/* The shared backend's operations, or ERR_INVALID for one node's own. */
+static const struct store__cluster_ops *shared(const struct store *s, struct err *err)
+{
+	if (s->ops->cluster == NULL)
+		err_set(err, ERR_INVALID, "the job store is one node's own (SQLite); several nodes "
+			"share a PostgreSQL store (server.store: postgres://...)");
+	return s->ops->cluster;
+}
+
+void store_set_node(struct store *s, const char *node, int64_t lease_ms)
+{
+	if (s->ops->cluster)
+		s->ops->cluster->set_node(s, node, lease_ms);
+}
+
+int store_job_claim(struct store *s, const char *function, const char *quality, int n,
+		    struct job ***out, size_t *nout, struct err *err)
+{
+	const struct store__cluster_ops *c = shared(s, err);
+
+	*out = NULL;
+	*nout = 0;
+	return c ? c->claim(s, function, quality, n, out, nout, err) : -1;
+}
+
+int store_lease_renew(struct store *s, struct err *err)
+{
+	const struct store__cluster_ops *c = shared(s, err);
+
+	return c ? c->renew(s, err) : -1;
+}
+
+int store_lease_sweep(struct store *s, int64_t *n, struct err *err)
+{
+	const struct store__cluster_ops *c = shared(s, err);
+
+	*n = 0;
+	return c ? c->sweep(s, n, err) : -1;
+}
+
+int store_job_cancel_remote(struct store *s, const char *id, int *state, struct err *err)
+{
+	const struct store__cluster_ops *c = shared(s, err);
+
+	*state = 0;
+	return c ? c->cancel_remote(s, id, state, err) : -1;
+}
+
+int store_notify(struct store *s, const char *payload, struct err *err)
+{
+	const struct store__cluster_ops *c = shared(s, err);
+
+	return c ? c->notify(s, payload, err) : -1;
+}
+
+int store_listen_fd(struct store *s)
+{
+	return s->ops->cluster ? s->ops->cluster->listen_fd(s) : -1;
+}
+
+int store_notes(struct store *s, store_note_fn fn, void *ud, struct err *err)
+{
+	const struct store__cluster_ops *c = shared(s, err);
+
+	return c ? c->notes(s, fn, ud, err) : -1;
+}

@@ -157,4 +157,60 @@ typedef void (*store_usage_fn)(const char *owner, const char *model_id, int64_t 
 int store_key_usage_since(struct store *s, int64_t since_ms, store_usage_fn fn, void *ud,
 			  struct err *err);
 
+/*
+ * ---- Several nodes on one store (PostgreSQL only) ----
+ *
+ * On a shared store a job is run by the node that claimed it: a submit
+ * inserts it unclaimed; a node with room for its function and quality
+ * claims it (store_job_claim) under a lease it renews (store_lease_renew);
+ * a lease that runs out (the node died) puts the job back in the queue
+ * (store_lease_sweep, run by every node), a running attempt counted as
+ * spent. Each claim bumps the job's lease generation, and every update a
+ * node writes names the generation it holds: a node that lost the job
+ * (its lease ran out and another claimed it) has its update refused
+ * (ERR_CONFLICT), so it cannot finish a job twice. Times are the
+ * database's clock. The SQLite store is one node's own: store_shared()
+ * says 0 and the functions below fail with ERR_INVALID.
+ */
+int store_shared(const struct store *s);
+/*
+ * On a shared store, store_job_insert() claims the job for this node at
+ * once (its lease_gen becomes 1), unless j->lease_gen is STORE_UNCLAIMED:
+ * then any node may claim it.
+ */
+#define STORE_UNCLAIMED (-1)
+#define STORE_LEASE_MS 10000 /* a claim's lease unless store_set_node() says otherwise */
+/* This node's name (runners and claims are scoped by it) and lease length. */
+void store_set_node(struct store *s, const char *node, int64_t lease_ms);
+/*
+ * Claims at most n unclaimed queued jobs of function at quality, by
+ * priority then queue order, skipping rows another node is claiming.
+ * Caller owns *out (jobs with lease_gen set); free with store_jobs_free().
+ */
+int store_job_claim(struct store *s, const char *function, const char *quality, int n,
+		    struct job ***out, size_t *nout, struct err *err);
+/* Extends the lease of every live job this node holds. */
+int store_lease_renew(struct store *s, struct err *err);
+/* Jobs of any node whose lease ran out go back to the queue; *n of them. */
+int store_lease_sweep(struct store *s, int64_t *n, struct err *err);
+/*
+ * Cancels a job this node does not hold: one nobody claimed is cancelled
+ * now (*state 1); one another node holds is marked, for that node (or the
+ * next to claim it) to cancel (*state 2; notify it); else *state 0 (no
+ * such live job).
+ */
+int store_job_cancel_remote(struct store *s, const char *id, int *state, struct err *err);
+/*
+ * Notes between nodes: store_notify queues payload (at most 7,900 bytes)
+ * for every listening node, sent when the current transaction commits (at
+ * once outside one). store_listen_fd is the connection's socket to poll
+ * for readability (-1 when none; it changes after a reconnect), and
+ * store_notes calls fn for every note received so far (this node's own
+ * included). Both start listening on first use and after a reconnect.
+ */
+int store_notify(struct store *s, const char *payload, struct err *err);
+int store_listen_fd(struct store *s);
+typedef void (*store_note_fn)(const char *payload, void *ud);
+int store_notes(struct store *s, store_note_fn fn, void *ud, struct err *err);
+
 #endif

@@ -80,6 +80,21 @@ struct store__ops {
 			 struct err *err);
 	int (*key_usage)(struct store *s, int64_t since_ms, store_usage_fn fn, void *ud,
 			 struct err *err);
+	/* Several nodes: NULL in a backend that is one node's own. */
+	const struct store__cluster_ops *cluster;
+};
+
+/* What a shared backend adds (store.h, "Several nodes"). */
+struct store__cluster_ops {
+	void (*set_node)(struct store *s, const char *node, int64_t lease_ms);
+	int (*claim)(struct store *s, const char *function, const char *quality, int n,
+		     struct job ***out, size_t *nout, struct err *err);
+	int (*renew)(struct store *s, struct err *err);
+	int (*sweep)(struct store *s, int64_t *n, struct err *err);
+	int (*cancel_remote)(struct store *s, const char *id, int *state, struct err *err);
+	int (*notify)(struct store *s, const char *payload, struct err *err);
+	int (*listen_fd)(struct store *s);
+	int (*notes)(struct store *s, store_note_fn fn, void *ud, struct err *err);
 };
 
 /* What every backend's store starts with. */

@@ -27,7 +27,6 @@
  *    a failed commit), and the statements are prepared again.
  * 5. Values travel as parameters in text format; SQL text is constant.
  */
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +35,7 @@
 #include "log.h"
 #include "store.h"
 #include "store_internal.h"
+#include "store_pg_internal.h"
 #include "util.h"
 
 #define PG_SCHEMA_VERSION 1
@@ -74,10 +74,19 @@ static const char schema_v1[] =
 	" tried_json text NOT NULL,"
 	" started_at bigint NOT NULL,"
 	" finished_at bigint NOT NULL,"
-	" updated_at bigint NOT NULL);"
+	" updated_at bigint NOT NULL,"
+	/* Several nodes: who holds the job, until when, under which claim. */
+	" node text,"
+	" lease_until bigint NOT NULL DEFAULT 0,"
+	" lease_gen bigint NOT NULL DEFAULT 0,"
+	" cancel_requested boolean NOT NULL DEFAULT false);"
 	"CREATE INDEX jobs_created ON jobs (created_at, seq);"
 	"CREATE INDEX jobs_status_created ON jobs (status, created_at, seq);"
 	"CREATE INDEX jobs_owner_created ON jobs (owner, created_at, seq);"
+	"CREATE INDEX jobs_unclaimed ON jobs (function, quality, priority DESC, seq)"
+	" WHERE node IS NULL AND status = 'queued';"
+	"CREATE INDEX jobs_held ON jobs (node, lease_until)"
+	" WHERE status IN ('queued', 'preparing', 'running');"
 	"CREATE TABLE runners ("
 	" node text NOT NULL,"
 	" id text NOT NULL,"
@@ -124,17 +133,19 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" attempt, max_attempts, model_id, model_version, runner_id, remote_prompt_id,"
 		" remote_url, progress, message, error_code, error_message,"
 		" error_suggestion, error_action, error_detail, outputs_json,"
-		" tried_json, started_at, finished_at, updated_at)"
+		" tried_json, started_at, finished_at, updated_at, node, lease_gen, lease_until)"
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-		" $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
-		" ON CONFLICT DO NOTHING RETURNING seq",
+		" $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29,"
+		" $30, CASE WHEN $30::text IS NULL THEN 0 ELSE 1 END, " PG_NOW_MS " + $31)"
+		" ON CONFLICT DO NOTHING RETURNING seq, lease_gen",
 	[ST_JOB_UPDATE] =
 		"UPDATE jobs SET quality = $1, status = $2, priority = $3, attempt = $4,"
 		" max_attempts = $5, model_id = $6, model_version = $7, runner_id = $8,"
 		" remote_prompt_id = $9, remote_url = $10, progress = $11, message = $12,"
 		" error_code = $13, error_message = $14, error_suggestion = $15,"
 		" error_action = $16, error_detail = $17, outputs_json = $18, tried_json = $19,"
-		" started_at = $20, finished_at = $21, updated_at = $22 WHERE id = $23",
+		" started_at = $20, finished_at = $21, updated_at = $22"
+		" WHERE id = $23 AND node = $24 AND lease_gen = $25",
 	[ST_JOB_GET] = "SELECT " STORE__JOB_COLS " FROM jobs WHERE id = $1",
 	[ST_JOB_BY_IDEM] = "SELECT " STORE__JOB_COLS " FROM jobs WHERE idempotency_key = $1",
 	[ST_JOB_CURSOR] = "SELECT created_at, seq FROM jobs WHERE id = $1",
@@ -147,8 +158,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_JOB_LIST_OWNER_STATUS] = "SELECT " STORE__JOB_COLS " FROM jobs"
 				     " WHERE owner = $4 AND status = $5"
 				     " AND (created_at, seq) < ($1, $2)" LIST_ORDER,
-	[ST_JOB_ACTIVE] = "SELECT " STORE__JOB_COLS " FROM jobs"
-			  " WHERE status IN ('queued', 'preparing', 'running')"
+	/* A node restores the live jobs it holds (the others are other nodes' or unclaimed). */
+	[ST_JOB_ACTIVE] = "SELECT " STORE__JOB_COLS ", lease_gen, cancel_requested FROM jobs"
+			  " WHERE node = $1 AND status IN ('queued', 'preparing', 'running')"
 			  " ORDER BY priority DESC, seq",
 	[ST_JOB_COUNT] = "SELECT count(*) FROM jobs",
 	[ST_JOB_COUNT_STATUS] = "SELECT count(*) FROM jobs WHERE status = $1",
@@ -171,23 +183,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 			 " GROUP BY owner, model_id",
 };
 
-struct store_pg {
-	struct store base; /* first: a struct store * is one of these */
-	PGconn *conn;
-	char *url;         /* to connect again */
-	char *where;       /* the URL without its password, for messages */
-	char node[256];    /* runners rows are this machine's */
-	int ready;         /* statements prepared on this session */
-	int64_t reset_at;  /* no reset before (ms) */
-};
-
 static struct store_pg *pg(struct store *s)
 {
-	return (struct store_pg *)s;
+	return store__pg(s);
 }
 
-/* Sets ERR_IO with the connection's (or the result's) message. Returns -1. */
-static int pg_fail(struct store_pg *s, const PGresult *r, const char *what, struct err *err)
+int store__pg_fail(struct store_pg *s, const PGresult *r, const char *what, struct err *err)
 {
 	const char *msg = r ? PQresultErrorMessage(r) : NULL;
 	char text[200];
@@ -214,33 +215,43 @@ static char *redact(const char *url)
 	return xasprintf("%.*s:***%s", (int)(colon - url), url, at);
 }
 
-static int exec_cmd(struct store_pg *s, const char *sql, const char *what, struct err *err)
+int store__pg_exec(struct store_pg *s, const char *sql, const char *what, struct err *err)
 {
 	PGresult *r = PQexec(s->conn, sql);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
 
 	if (!ok)
-		pg_fail(s, r, what, err);
+		store__pg_fail(s, r, what, err);
 	PQclear(r);
 	return ok ? 0 : -1;
 }
 
-static int prepare_all(struct store_pg *s, struct err *err)
+int store__pg_prepare(struct store_pg *s, const char *prefix, const char *const *sql, int n,
+		      struct err *err)
 {
 	char name[16];
 
-	for (int i = 0; i < ST_COUNT; i++) {
+	for (int i = 0; i < n; i++) {
 		PGresult *r;
 
-		snprintf(name, sizeof name, "s%d", i);
-		r = PQprepare(s->conn, name, stmt_sql[i], 0, NULL);
+		snprintf(name, sizeof name, "%s%d", prefix, i);
+		r = PQprepare(s->conn, name, sql[i], 0, NULL);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			pg_fail(s, r, "prepare", err);
+			store__pg_fail(s, r, "prepare", err);
 			PQclear(r);
 			return -1;
 		}
 		PQclear(r);
 	}
+	return 0;
+}
+
+/* A new session: every statement prepared, LISTEN sent. */
+static int prepare_all(struct store_pg *s, struct err *err)
+{
+	if (store__pg_prepare(s, "s", stmt_sql, ST_COUNT, err) < 0 ||
+	    store__pg_cluster_session(s, err) < 0)
+		return -1;
 	s->ready = 1;
 	return 0;
 }
@@ -252,21 +263,21 @@ static int migrate(struct store_pg *s, struct err *err)
 	long version = 0;
 	char sql[96];
 
-	if (exec_cmd(s, "BEGIN", "begin migration", err) < 0)
+	if (store__pg_exec(s, "BEGIN", "begin migration", err) < 0)
 		return -1;
 	snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%lld)", (long long)PG_MIGRATE_LOCK);
-	if (exec_cmd(s, sql, "lock for migration", err) < 0 ||
-	    exec_cmd(s, "CREATE TABLE IF NOT EXISTS fnrun_schema (version integer NOT NULL)",
+	if (store__pg_exec(s, sql, "lock for migration", err) < 0 ||
+	    store__pg_exec(s, "CREATE TABLE IF NOT EXISTS fnrun_schema (version integer NOT NULL)",
 		     "create fnrun_schema", err) < 0)
 		goto fail;
 	r = PQexec(s->conn, "SELECT version FROM fnrun_schema");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		pg_fail(s, r, "read the schema version", err);
+		store__pg_fail(s, r, "read the schema version", err);
 		goto fail;
 	}
 	if (PQntuples(r) > 0)
 		version = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	else if (exec_cmd(s, "INSERT INTO fnrun_schema VALUES (0)", "schema version", err) < 0)
+	else if (store__pg_exec(s, "INSERT INTO fnrun_schema VALUES (0)", "schema version", err) < 0)
 		goto fail;
 	if (version > PG_SCHEMA_VERSION || version < 0) {
 		err_set(err, ERR_IO, "job store %s: schema version %ld is newer than this build's %d; "
@@ -275,16 +286,16 @@ static int migrate(struct store_pg *s, struct err *err)
 	}
 	for (long v = version; v < PG_SCHEMA_VERSION; v++) {
 		snprintf(sql, sizeof sql, "UPDATE fnrun_schema SET version = %ld", v + 1);
-		if (exec_cmd(s, migrations[v], "migrate schema", err) < 0 ||
-		    exec_cmd(s, sql, "migrate schema", err) < 0)
+		if (store__pg_exec(s, migrations[v], "migrate schema", err) < 0 ||
+		    store__pg_exec(s, sql, "migrate schema", err) < 0)
 			goto fail;
 		log_info("store migrated url=%s version=%ld", s->where, v + 1);
 	}
 	PQclear(r);
-	return exec_cmd(s, "COMMIT", "commit migration", err);
+	return store__pg_exec(s, "COMMIT", "commit migration", err);
 fail:
 	PQclear(r);
-	exec_cmd(s, "ROLLBACK", "rollback migration", NULL);
+	store__pg_exec(s, "ROLLBACK", "rollback migration", NULL);
 	return -1;
 }
 
@@ -297,36 +308,43 @@ static int usable(struct store_pg *s, struct err *err)
 		return 0;
 	now = util_now_ms();
 	if (s->base.depth > 0 || now < s->reset_at)
-		return pg_fail(s, NULL, "connection lost", err);
+		return store__pg_fail(s, NULL, "connection lost", err);
 	s->reset_at = now + PG_RESET_EVERY_MS;
 	s->ready = 0;
 	PQreset(s->conn);
 	if (PQstatus(s->conn) != CONNECTION_OK)
-		return pg_fail(s, NULL, "connect again", err);
+		return store__pg_fail(s, NULL, "connect again", err);
 	log_info("store reconnected url=%s", s->where);
 	return prepare_all(s, err);
 }
 
-/* Runs statement i with n text parameters (NULL: SQL NULL). Caller clears the result. */
-static PGresult *run(struct store_pg *s, int i, int n, const char *const *values,
-		     const char *what, struct err *err)
+PGresult *store__pg_run(struct store_pg *s, const char *name, int n, const char *const *values,
+			const char *what, struct err *err)
 {
-	char name[16];
 	PGresult *r;
 	int st;
 
 	if (usable(s, err) < 0)
 		return NULL;
-	snprintf(name, sizeof name, "s%d", i);
 	r = PQexecPrepared(s->conn, name, n, values, NULL, NULL, 0);
 	st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return r;
-	pg_fail(s, r, what, err);
+	store__pg_fail(s, r, what, err);
 	PQclear(r);
 	if (PQstatus(s->conn) != CONNECTION_OK)
 		s->ready = 0;
 	return NULL;
+}
+
+/* Runs statement i of stmt_sql[]. Caller clears the result. */
+static PGresult *run(struct store_pg *s, int i, int n, const char *const *values,
+		     const char *what, struct err *err)
+{
+	char name[16];
+
+	snprintf(name, sizeof name, "s%d", i);
+	return store__pg_run(s, name, n, values, what, err);
 }
 
 /* Runs statement i for its effect only. */
@@ -361,13 +379,14 @@ struct store *store__pg_open(const char *url, struct err *err)
 	s->url = xstrdup(url);
 	s->where = redact(url);
 	node_name(s->node, sizeof s->node);
+	s->lease_ms = STORE_LEASE_MS;
 	s->conn = PQconnectdb(url);
 	if (PQstatus(s->conn) != CONNECTION_OK) {
-		pg_fail(s, NULL, "connect", err);
+		store__pg_fail(s, NULL, "connect", err);
 		store_close(&s->base);
 		return NULL;
 	}
-	if (exec_cmd(s, "SET client_min_messages = warning", "configure", err) < 0 ||
+	if (store__pg_exec(s, "SET client_min_messages = warning", "configure", err) < 0 ||
 	    migrate(s, err) < 0 || prepare_all(s, err) < 0) {
 		store_close(&s->base);
 		return NULL;
@@ -383,7 +402,7 @@ static void pg_close(struct store *base)
 	if (s->conn != NULL && PQtransactionStatus(s->conn) != PQTRANS_IDLE &&
 	    PQstatus(s->conn) == CONNECTION_OK) {
 		log_warn("store close url=%s: rolling back an open transaction", s->where);
-		exec_cmd(s, "ROLLBACK", "rollback", NULL);
+		store__pg_exec(s, "ROLLBACK", "rollback", NULL);
 	}
 	PQfinish(s->conn);
 	free(s->url);
@@ -398,7 +417,7 @@ static int pg_begin(struct store *base, struct err *err)
 	struct store_pg *s = pg(base);
 
 	if (usable(s, err) < 0 ||
-	    exec_cmd(s, base->depth == 0 ? "BEGIN" : "SAVEPOINT nest", "begin", err) < 0)
+	    store__pg_exec(s, base->depth == 0 ? "BEGIN" : "SAVEPOINT nest", "begin", err) < 0)
 		return -1;
 	base->depth++;
 	return 0;
@@ -412,7 +431,7 @@ static int pg_commit(struct store *base, struct err *err)
 
 	base->depth--;
 	if (base->depth > 0)
-		return exec_cmd(s, "RELEASE SAVEPOINT nest", "release savepoint", err);
+		return store__pg_exec(s, "RELEASE SAVEPOINT nest", "release savepoint", err);
 	r = PQexec(s->conn, "COMMIT");
 	/* COMMIT of a transaction an error aborted answers ROLLBACK, without an error. */
 	ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
@@ -420,11 +439,11 @@ static int pg_commit(struct store *base, struct err *err)
 		err_set(err, ERR_IO, "job store %s: the transaction was rolled back after an "
 			"earlier error", s->where);
 	else if (!ok)
-		pg_fail(s, r, "commit", err);
+		store__pg_fail(s, r, "commit", err);
 	PQclear(r);
 	if (!ok && PQstatus(s->conn) == CONNECTION_OK &&
 	    PQtransactionStatus(s->conn) != PQTRANS_IDLE)
-		exec_cmd(s, "ROLLBACK", "rollback", NULL);
+		store__pg_exec(s, "ROLLBACK", "rollback", NULL);
 	if (PQstatus(s->conn) != CONNECTION_OK)
 		s->ready = 0;
 	return ok ? 0 : -1;
@@ -440,8 +459,8 @@ static int pg_rollback(struct store *base, struct err *err)
 		return 0; /* the server undid it when the session ended */
 	}
 	if (base->depth == 0)
-		return exec_cmd(s, "ROLLBACK", "rollback", err);
-	return exec_cmd(s, "ROLLBACK TO SAVEPOINT nest; RELEASE SAVEPOINT nest",
+		return store__pg_exec(s, "ROLLBACK", "rollback", err);
+	return store__pg_exec(s, "ROLLBACK TO SAVEPOINT nest; RELEASE SAVEPOINT nest",
 			"rollback savepoint", err);
 }
 
@@ -521,27 +540,38 @@ static int read_job(struct store_pg *s, const PGresult *r, int row, struct job *
 	return 0;
 }
 
+int store__pg_jobs(struct store_pg *s, const PGresult *r, int with_claim, struct job ***out,
+		   size_t *n, struct err *err)
+{
+	size_t rows = (size_t)PQntuples(r);
+	struct job **v = rows ? xcalloc(rows, sizeof *v) : NULL;
+
+	for (size_t i = 0; i < rows; i++) {
+		if (read_job(s, r, (int)i, &v[i], err) < 0) {
+			store_jobs_free(v, i);
+			return -1;
+		}
+		if (with_claim) {
+			v[i]->lease_gen = strtoll(PQgetvalue(r, (int)i, STORE__NFIELDS + 1), NULL, 10);
+			v[i]->cancel_asked = PQgetvalue(r, (int)i, STORE__NFIELDS + 2)[0] == 't';
+		}
+	}
+	*out = v;
+	*n = rows;
+	return 0;
+}
+
 static int query_jobs(struct store_pg *s, int st, int n, const char *const *values,
 		      const char *what, struct job ***out, size_t *len, struct err *err)
 {
 	PGresult *r = run(s, st, n, values, what, err);
-	size_t rows;
-	struct job **v;
+	int rc;
 
 	if (r == NULL)
 		return -1;
-	rows = (size_t)PQntuples(r);
-	v = rows ? xcalloc(rows, sizeof *v) : NULL;
-	for (size_t i = 0; i < rows; i++)
-		if (read_job(s, r, (int)i, &v[i], err) < 0) {
-			store_jobs_free(v, i);
-			PQclear(r);
-			return -1;
-		}
+	rc = store__pg_jobs(s, r, st == ST_JOB_ACTIVE, out, len, err);
 	PQclear(r);
-	*out = v;
-	*len = rows;
-	return 0;
+	return rc;
 }
 
 static int query_one(struct store_pg *s, int st, const char *key, const char *what,
@@ -577,17 +607,22 @@ static int pg_job_by_idem(struct store *base, const char *key, struct job **out,
 static int pg_job_insert(struct store *base, struct job *j, struct err *err)
 {
 	struct store_pg *s = pg(base);
-	const char *v[STORE__NFIELDS];
-	char buf[STORE__NFIELDS][24];
+	const char *v[STORE__NFIELDS + 2];
+	char buf[STORE__NFIELDS][24], lease[24];
 	struct job *other = NULL;
 	PGresult *r;
 
 	job_values(j, 0, STORE__NFIELDS, v, buf);
-	r = run(s, ST_JOB_INSERT, STORE__NFIELDS, v, "insert job", err);
+	/* store.h: claimed by this node at once, unless the caller leaves it to any node. */
+	v[STORE__NFIELDS] = j->lease_gen == STORE_UNCLAIMED ? NULL : s->node;
+	snprintf(lease, sizeof lease, "%lld", (long long)s->lease_ms);
+	v[STORE__NFIELDS + 1] = lease;
+	r = run(s, ST_JOB_INSERT, STORE__NFIELDS + 2, v, "insert job", err);
 	if (r == NULL)
 		return -1;
 	if (PQntuples(r) == 1) {
 		j->seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		j->lease_gen = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
 		PQclear(r);
 		return 0;
 	}
@@ -607,23 +642,33 @@ static int pg_job_update(struct store *base, const struct job *j, struct err *er
 {
 	struct store_pg *s = pg(base);
 	int nmut = STORE__NFIELDS - STORE__FIRST_MUTABLE;
-	const char *v[STORE__NFIELDS];
-	char buf[STORE__NFIELDS][24];
+	const char *v[STORE__NFIELDS + 2];
+	char buf[STORE__NFIELDS][24], gen[24];
+	struct job *now = NULL;
 	PGresult *r;
 	int changed;
 
 	job_values(j, STORE__FIRST_MUTABLE, nmut, v, buf);
 	v[nmut] = j->id;
-	r = run(s, ST_JOB_UPDATE, nmut + 1, v, "update job", err);
+	v[nmut + 1] = s->node;
+	snprintf(gen, sizeof gen, "%lld", (long long)j->lease_gen);
+	v[nmut + 2] = gen;
+	r = run(s, ST_JOB_UPDATE, nmut + 3, v, "update job", err);
 	if (r == NULL)
 		return -1;
 	changed = strcmp(PQcmdTuples(r), "0") != 0;
 	PQclear(r);
-	if (!changed) {
-		err_set(err, ERR_NOT_FOUND, "no job with id %s", j->id);
+	if (changed)
+		return 0;
+	/* Fenced: the row is there, but another claim holds it now. */
+	if (pg_job_get(base, j->id, &now, NULL) == 0) {
+		job_free(now);
+		err_set(err, ERR_CONFLICT, "job %s: this node's claim on it has lapsed (another node "
+			"holds it)", j->id);
 		return -1;
 	}
-	return 0;
+	err_set(err, ERR_NOT_FOUND, "no job with id %s", j->id);
+	return -1;
 }
 
 static int pg_job_list(struct store *base, const char *owner, int status, int limit,
@@ -663,7 +708,9 @@ static int pg_job_list(struct store *base, const char *owner, int status, int li
 
 static int pg_job_active(struct store *base, struct job ***out, size_t *n, struct err *err)
 {
-	return query_jobs(pg(base), ST_JOB_ACTIVE, 0, NULL, "list active jobs", out, n, err);
+	const char *node = pg(base)->node;
+
+	return query_jobs(pg(base), ST_JOB_ACTIVE, 1, &node, "list active jobs", out, n, err);
 }
 
 static int pg_job_count(struct store *base, int status, int64_t *n, struct err *err)
@@ -811,4 +858,5 @@ static const struct store__ops pg_ops = {
 	.meta_delete = pg_meta_delete,
 	.meta_list = pg_meta_list,
 	.key_usage = pg_key_usage,
+	.cluster = &store__pg_cluster,
 };

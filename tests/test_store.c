@@ -1073,6 +1073,187 @@ START_TEST(test_pg_reconnects_after_a_restart)
 }
 END_TEST
 
+/* ---- several nodes on one PostgreSQL store ---- */
+
+static struct store *node_open(const char *name, int64_t lease_ms)
+{
+	struct store *s = open_ok();
+
+	ck_assert_int_eq(store_shared(s), 1);
+	store_set_node(s, name, lease_ms);
+	return s;
+}
+
+static struct job *unclaimed(struct store *s, int priority)
+{
+	struct job *j = job_new();
+
+	job_set_str(&j->function, "Create Image");
+	job_set_str(&j->quality, "standard");
+	j->priority = priority;
+	j->lease_gen = STORE_UNCLAIMED;
+	insert_ok(s, j);
+	ck_assert_int_eq(j->lease_gen, 0);
+	return j;
+}
+
+static size_t claim_ok(struct store *s, int n, struct job ***out)
+{
+	struct err err = {0};
+	size_t got = 0;
+
+	ck_assert_msg(store_job_claim(s, "Create Image", "standard", n, out, &got, &err) == 0,
+		      "claim: %s", err.msg);
+	return got;
+}
+
+START_TEST(test_claims_split_the_queue_by_priority)
+{
+	struct store *a = node_open("a", 10000), *b = node_open("b", 10000);
+	struct job **va, **vb, **mine;
+	size_t na, nb, nmine;
+	struct err err = {0};
+	char seen[8][JOB_ID_LEN + 1];
+
+	for (int i = 0; i < 8; i++) {
+		struct job *j = unclaimed(a, i == 5 ? 9 : 0);
+		memcpy(seen[i], j->id, sizeof seen[i]);
+		job_free(j);
+	}
+	na = claim_ok(a, 3, &va);
+	ck_assert_uint_eq(na, 3);
+	nb = claim_ok(b, 100, &vb);
+	ck_assert_uint_eq(nb, 5);
+	/* The high-priority job went to the first claim; no job went twice. */
+	ck_assert_msg(strcmp(va[0]->id, seen[5]) == 0 || strcmp(va[1]->id, seen[5]) == 0 ||
+			      strcmp(va[2]->id, seen[5]) == 0, "priority job not claimed first");
+	for (size_t i = 0; i < na; i++)
+		for (size_t k = 0; k < nb; k++)
+			ck_assert_str_ne(va[i]->id, vb[k]->id);
+	ck_assert_int_eq(va[0]->lease_gen, 1);
+	ck_assert_uint_eq(claim_ok(b, 10, &mine), 0);
+	store_jobs_free(mine, 0);
+	/* Each node restores only what it holds. */
+	ck_assert_int_eq(store_job_active(a, &mine, &nmine, &err), 0);
+	ck_assert_uint_eq(nmine, 3);
+	ck_assert_int_eq(mine[0]->lease_gen, 1);
+	store_jobs_free(mine, nmine);
+	/* A node updates what it holds, not another's. */
+	job_set_status(va[0], JOB_PREPARING, 5);
+	ck_assert_msg(store_job_update(a, va[0], &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(store_job_update(b, va[1], &err), -1);
+	ck_assert_int_eq(err.code, ERR_CONFLICT);
+	store_jobs_free(va, na);
+	store_jobs_free(vb, nb);
+	store_close(a);
+	store_close(b);
+}
+END_TEST
+
+START_TEST(test_a_lapsed_lease_moves_the_job_and_fences_the_old_node)
+{
+	struct store *a = node_open("a", 200), *b = node_open("b", 10000);
+	struct job *j, **va, **vb;
+	struct err err = {0};
+	int64_t n = 0, deadline = tu_now_ms() + 10000;
+
+	j = unclaimed(a, 0);
+	ck_assert_uint_eq(claim_ok(a, 1, &va), 1);
+	job_set_status(va[0], JOB_PREPARING, 1);
+	ck_assert_int_eq(store_job_update(a, va[0], &err), 0);
+	/* a stops renewing (it died): b's sweep hands the job back, one attempt spent. */
+	while (n == 0) {
+		ck_assert_int_eq(store_lease_sweep(b, &n, &err), 0);
+		ck_assert_msg(tu_now_ms() < deadline, "the lease never lapsed");
+		usleep(20000); /* the lease is on the database's clock */
+	}
+	ck_assert_int_eq(n, 1);
+	ck_assert_uint_eq(claim_ok(b, 1, &vb), 1);
+	ck_assert_str_eq(vb[0]->id, j->id);
+	ck_assert_int_eq(vb[0]->status, JOB_QUEUED);
+	ck_assert_int_eq(vb[0]->attempt, 1);
+	ck_assert_int_eq(vb[0]->lease_gen, 3); /* claimed, swept, claimed */
+	/* a comes back and tries to go on with it: refused. */
+	job_set_status(va[0], JOB_RUNNING, 2);
+	ck_assert_int_eq(store_job_update(a, va[0], &err), -1);
+	ck_assert_int_eq(err.code, ERR_CONFLICT);
+	err_clear(&err);
+	job_set_status(vb[0], JOB_PREPARING, 3);
+	ck_assert_msg(store_job_update(b, vb[0], &err) == 0, "%s", err.msg);
+	job_free(j);
+	store_jobs_free(va, 1);
+	store_jobs_free(vb, 1);
+	store_close(a);
+	store_close(b);
+}
+END_TEST
+
+START_TEST(test_a_renewed_lease_holds)
+{
+	struct store *a = node_open("a", 300), *b = node_open("b", 10000);
+	struct job *j, **va;
+	struct err err = {0};
+	int64_t n = 0, until = tu_now_ms() + 1200;
+
+	j = unclaimed(a, 0);
+	ck_assert_uint_eq(claim_ok(a, 1, &va), 1);
+	while (tu_now_ms() < until) {
+		ck_assert_int_eq(store_lease_renew(a, &err), 0);
+		ck_assert_int_eq(store_lease_sweep(b, &n, &err), 0);
+		ck_assert_int_eq(n, 0);
+		usleep(50000); /* a node renews on a timer; this is that timer */
+	}
+	job_free(j);
+	store_jobs_free(va, 1);
+	store_close(a);
+	store_close(b);
+}
+END_TEST
+
+static void note_seen(const char *payload, void *ud)
+{
+	char *out = ud;
+	size_t at = strlen(out);
+
+	snprintf(out + at, 256 - at, "%s;", payload);
+}
+
+START_TEST(test_cancels_and_notes_between_nodes)
+{
+	struct store *a = node_open("a", 10000), *b = node_open("b", 10000);
+	struct job *free_job = unclaimed(a, 0), *held, **va, *got;
+	struct err err = {0};
+	char seen[256] = "";
+	int state = -1;
+	int64_t deadline = tu_now_ms() + 10000;
+
+	held = unclaimed(a, 0);
+	ck_assert_int_eq(store_job_cancel_remote(b, free_job->id, &state, &err), 0);
+	ck_assert_int_eq(state, 1);
+	got = get_ok(a, free_job->id);
+	ck_assert_int_eq(got->status, JOB_CANCELLED);
+	job_free(got);
+	ck_assert_uint_eq(claim_ok(a, 1, &va), 1);
+	ck_assert_int_eq(store_job_cancel_remote(b, held->id, &state, &err), 0);
+	ck_assert_int_eq(state, 2);
+	ck_assert_int_eq(store_job_cancel_remote(b, "nope", &state, &err), 0);
+	ck_assert_int_eq(state, 0);
+	/* A note reaches the other node (and, in PostgreSQL, the sender too). */
+	ck_assert_int_ge(store_listen_fd(b), 0);
+	ck_assert_int_eq(store_notify(b, "cancel x", &err), 0);
+	while (strstr(seen, "cancel x") == NULL) {
+		ck_assert_int_eq(store_notes(a, note_seen, seen, &err), 0);
+		ck_assert_msg(tu_now_ms() < deadline, "no note: %s", seen);
+		usleep(10000);
+	}
+	job_free(free_job);
+	job_free(held);
+	store_jobs_free(va, 1);
+	store_close(a);
+	store_close(b);
+}
+END_TEST
+
 /* Cases that hold for both backends. */
 static void add_common(TCase *tc)
 {
@@ -1100,6 +1281,7 @@ Suite *suite_store(void)
 	TCase *db = tcase_create("db");
 	TCase *pg = tcase_create("pg");
 	TCase *pgown = tcase_create("pg-restart");
+	TCase *nodes = tcase_create("pg-nodes");
 
 	tcase_add_checked_fixture(job, quiet, NULL);
 	tcase_add_test(job, test_job_new_defaults);
@@ -1124,6 +1306,15 @@ Suite *suite_store(void)
 	tcase_set_timeout(pg, 60);
 	add_common(pg);
 	suite_add_tcase(s, pg);
+
+	tcase_add_unchecked_fixture(nodes, pg_up, pg_down);
+	tcase_add_checked_fixture(nodes, setup_pg, NULL);
+	tcase_set_timeout(nodes, 60);
+	tcase_add_test(nodes, test_claims_split_the_queue_by_priority);
+	tcase_add_test(nodes, test_a_lapsed_lease_moves_the_job_and_fences_the_old_node);
+	tcase_add_test(nodes, test_a_renewed_lease_holds);
+	tcase_add_test(nodes, test_cancels_and_notes_between_nodes);
+	suite_add_tcase(s, nodes);
 
 	tcase_add_checked_fixture(pgown, own_up, own_down);
 	tcase_set_timeout(pgown, 60);
