@@ -22,6 +22,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "modelinfo.h"
 #include "outputs.h"
 #include "registry.h"
 #include "scheduler.h"
@@ -67,6 +68,7 @@ static const struct http_route routes[] = {
 	{"GET", "/api/admin/runners", api_admin_runners, 0, 0},
 	{"GET", "/api/admin/models", api_admin_models, 0, 0},
 	{"POST", "/api/admin/models/", api_admin_model_action, HTTP_ROUTE_PREFIX, 0}, /* {id}/start|stop|drain */
+	{"GET", "/api/admin/models/", api_admin_model_get, HTTP_ROUTE_PREFIX, 0}, /* {id}/nodes */
 	{"GET", "/api/admin/jobs/", api_admin_job, HTTP_ROUTE_PREFIX, 0}, /* {id} */
 	{"GET", "/api/admin/events", api_admin_events, 0, 0},
 	{"GET", "/admin", api_admin_page, HTTP_ROUTE_PREFIX, 0}, /* the operator page: api_metrics.c */
@@ -602,6 +604,58 @@ static void mark_paused(struct json_object *cat)
 	}
 }
 
+/*
+ * A model's learned mean run time (ms) in the operators' view, weighted
+ * by its jobs, adds to *sum and *weight when it serves function's quality.
+ */
+static void add_measured(struct json_object *m, const char *function, const char *quality,
+			 double *sum, double *weight)
+{
+	const char *mf = json_get_str(m, "function"), *mq = json_get_str(m, "quality");
+	int64_t ms = json_get_int(m, "avg_run_ms", 0), jobs = json_get_int(m, "jobs", 0);
+
+	if (mf == NULL || mq == NULL || strcmp(mf, function) != 0 || strcmp(mq, quality) != 0 ||
+	    ms <= 0)
+		return;
+	*sum += (double)ms * (double)(jobs > 0 ? jobs : 1);
+	*weight += (double)(jobs > 0 ? jobs : 1);
+}
+
+/* ms as seconds to a tenth, at least 0.1: a job that ran took some time. */
+static struct json_object *tenths(double ms)
+{
+	int64_t t = (int64_t)(ms / 100.0 + 0.5);
+
+	return json_object_new_double((double)(t > 0 ? t : 1) / 10.0);
+}
+
+/*
+ * Each quality's measured_seconds: what its models' jobs took, as they
+ * learned it (the run time eta_seconds uses), to a tenth of a second;
+ * null before any of them completed a job.
+ */
+static void mark_measured(struct json_object *cat)
+{
+	struct json_object *view = sched_admin_models(), *ms = json_get_arr(view, "models");
+	struct json_object *fs = json_get_arr(cat, "functions");
+
+	for (size_t i = 0; fs && i < json_object_array_length(fs); i++) {
+		struct json_object *f = json_object_array_get_idx(fs, i);
+		struct json_object *qs = json_get_arr(f, "qualities");
+
+		for (size_t k = 0; qs && k < json_object_array_length(qs); k++) {
+			struct json_object *q = json_object_array_get_idx(qs, k);
+			double sum = 0, weight = 0;
+
+			for (size_t j = 0; ms && j < json_object_array_length(ms); j++)
+				add_measured(json_object_array_get_idx(ms, j), json_get_str(f, "name"),
+					     json_get_str(q, "key"), &sum, &weight);
+			json_put(q, "measured_seconds", weight > 0 ? tenths(sum / weight) : NULL);
+		}
+	}
+	json_object_put(view);
+}
+
 static void api_functions(struct http_req *req)
 {
 	struct json_object *cat;
@@ -610,7 +664,9 @@ static void api_functions(struct http_req *req)
 	if (auth_user_or_reply(req, &who) < 0 || api_ready_or_reply(req) < 0)
 		return;
 	cat = registry_catalog(server.reg);
+	modelinfo_enrich(cat, server.reg);
 	mark_paused(cat);
+	mark_measured(cat);
 	http_reply_json(req, 200, cat);
 	json_object_put(cat);
 }

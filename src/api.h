@@ -71,6 +71,8 @@ int api_admin_authorized(struct http_req *req, int challenge);
 void api_admin_runners(struct http_req *req);
 void api_admin_models(struct http_req *req);
 void api_admin_model_action(struct http_req *req);
+/* GET /api/admin/models/{id}/nodes: the node classes of its server (modelinfo.h). */
+void api_admin_model_get(struct http_req *req);
 void api_admin_job(struct http_req *req);
 /*
  * api_metrics.c: GET /metrics (Prometheus text; operator token when set),

@@ -18,6 +18,7 @@
 #include "errors.h"
 #include "http.h"
 #include "json.h"
+#include "modelinfo.h"
 #include "reload.h"
 #include "scheduler.h"
 #include "server.h"
@@ -51,7 +52,21 @@ void api_admin_models(struct http_req *req)
 		reply_owned(req, sched_admin_models());
 }
 
-/* POST /api/admin/models/{id}/start|stop|drain */
+/*
+ * The {id}/WHAT after /api/admin/models/: the id into id (n bytes), and
+ * WHAT; NULL when the path is not of that form.
+ */
+static const char *model_path(struct http_req *req, char *id, size_t n)
+{
+	const char *rest = http_req_param(req), *slash = strrchr(rest, '/');
+
+	if (slash == NULL || slash == rest || (size_t)(slash - rest) >= n)
+		return NULL;
+	memcpy(id, rest, (size_t)(slash - rest));
+	id[slash - rest] = '\0';
+	return slash + 1;
+}
+
 /* {"weight": N} of a request into *w; answers 400 and returns -1 when it is not one. */
 static int weight_of(struct http_req *req, int64_t *w)
 {
@@ -81,20 +96,18 @@ static int weight_of(struct http_req *req, int64_t *w)
  */
 void api_admin_model_action(struct http_req *req)
 {
-	const char *rest = http_req_param(req), *slash = strrchr(rest, '/');
 	char id[256];
+	const char *action = model_path(req, id, sizeof id);
 	struct err e = {0};
 	int64_t weight = 0;
 
 	if (!authorized(req))
 		return;
-	if (slash == NULL || slash == rest || (size_t)(slash - rest) >= sizeof id) {
+	if (action == NULL) {
 		http_reply_error(req, 404, "NOT_FOUND", NULL, NULL);
 		return;
 	}
-	memcpy(id, rest, (size_t)(slash - rest));
-	id[slash - rest] = '\0';
-	if (strcmp(slash + 1, "weight") == 0) {
+	if (strcmp(action, "weight") == 0) {
 		if (weight_of(req, &weight) < 0)
 			return;
 		if (sched_admin_weight(id, weight, &e) < 0) {
@@ -103,13 +116,31 @@ void api_admin_model_action(struct http_req *req)
 					 "weight");
 			return;
 		}
-	} else if (sched_admin_action(id, slash + 1, &e) < 0) {
+	} else if (sched_admin_action(id, action, &e) < 0) {
 		http_reply_error(req, err_http_status(e.code),
 				 e.code == ERR_NOT_FOUND ? "NOT_FOUND" :
 				 e.code == ERR_CONFLICT ? "CONFLICT" : "INVALID_INPUT", e.msg, "action");
 		return;
 	}
 	reply_owned(req, sched_admin_models());
+}
+
+/* GET /api/admin/models/{id}/nodes */
+void api_admin_model_get(struct http_req *req)
+{
+	char id[256];
+	const char *what = model_path(req, id, sizeof id);
+	struct json_object *o = NULL;
+
+	if (!authorized(req))
+		return;
+	if (what != NULL && strcmp(what, "nodes") == 0)
+		o = modelinfo_nodes_view(server.reg, id);
+	if (o == NULL) {
+		http_reply_error(req, 404, "NOT_FOUND", NULL, NULL);
+		return;
+	}
+	reply_owned(req, o);
 }
 
 /* GET /api/admin/jobs/{id} */

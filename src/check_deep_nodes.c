@@ -3,15 +3,13 @@
  * node classes, for `fnrun check --deep` (check_deep__nodes(),
  * check_deep_internal.h).
  *
- * The classes are /object_info's answer in ComfyUI's format: {CLASS:
- * {"input": {"required": {NAME: SPEC}, "optional": {...}}, ...}}, where
- * SPEC is [TYPE, {min, max, options, ...}] or, for a legacy combo,
- * [[option, ...], {...}]. Checked: every workflow node's class_type is a
- * class; every bind's node has the input; the param's type fits it (int:
- * INT or FLOAT; float: FLOAT; string: STRING; bool: BOOLEAN; enum: a COMBO
- * that lists each of its options, or a STRING); an int or float param's
- * min..max lies within the input's (a param without a bound is wider than
- * a bounded input).
+ * The classes are /object_info's answer in ComfyUI's format, each input
+ * read by nodeinfo_input() (nodeinfo.h). Checked: every workflow node's
+ * class_type is a class; every bind's node has the input; the param's
+ * type fits it (int: INT or FLOAT; float: FLOAT; string: STRING; bool:
+ * BOOLEAN; enum: a COMBO that lists each of its options, or a STRING); an
+ * int or float param's min..max lies within the input's (a param without
+ * a bound is wider than a bounded input).
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -22,6 +20,7 @@
 #include "buf.h"
 #include "check_deep_internal.h"
 #include "json.h"
+#include "nodeinfo.h"
 #include "registry.h"
 #include "util.h"
 
@@ -123,61 +122,19 @@ static void check_classes(struct check_deep *d, const struct reg_model *m,
 	}
 }
 
-enum { IN_INT, IN_FLOAT, IN_STRING, IN_BOOL, IN_COMBO, IN_LINK };
-
-/* One input of a class, as /object_info describes it. Borrowed from the answer. */
-struct input {
-	int kind;                     /* IN_* */
-	const char *type;             /* as the server names it: "INT", "COMBO", "IMAGE", ... */
-	struct json_object *opts;     /* {default, min, max, options, ...}, or NULL */
-	struct json_object *options;  /* COMBO: the values it accepts, or NULL */
-};
-
 /* What params fit each kind of input (bits 1 << enum reg_type), and in words. */
 static const struct {
 	unsigned params;
 	const char *takes;
 } fits[] = {
-	[IN_INT] = {1u << REG_INT, "an int param"},
-	[IN_FLOAT] = {1u << REG_INT | 1u << REG_FLOAT, "an int or float param"},
-	[IN_STRING] = {1u << REG_STRING | 1u << REG_ENUM, "a string or enum param"},
-	[IN_BOOL] = {1u << REG_BOOL, "a bool param"},
-	[IN_COMBO] = {1u << REG_ENUM, "an enum param whose options it lists"},
-	[IN_LINK] = {0, "a link from another node, not a param"},
+	[NODEINFO_INT] = {1u << REG_INT, "an int param"},
+	[NODEINFO_FLOAT] = {1u << REG_INT | 1u << REG_FLOAT, "an int or float param"},
+	[NODEINFO_STRING] = {1u << REG_STRING | 1u << REG_ENUM, "a string or enum param"},
+	[NODEINFO_BOOL] = {1u << REG_BOOL, "a bool param"},
+	[NODEINFO_COMBO] = {1u << REG_ENUM, "an enum param whose options it lists"},
+	[NODEINFO_LINK] = {0, "a link from another node, not a param"},
 };
 static const char *const type_words[] = {"a string", "an int", "a float", "a bool", "an enum"};
-
-/* Input name of class cls, required or optional, into *in; -1 when it has none. */
-static int input_find(struct json_object *cls, const char *name, struct input *in)
-{
-	static const char *const kinds[] = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"};
-	struct json_object *input = json_get_obj(cls, "input"), *spec, *first;
-
-	spec = json_get(json_get_obj(input, "required"), name);
-	if (spec == NULL)
-		spec = json_get(json_get_obj(input, "optional"), name);
-	if (spec == NULL)
-		return -1;
-	/* [TYPE, {options}] or [[option, ...], {options}]; a bare TYPE is taken too. */
-	if (json_object_is_type(spec, json_type_array)) {
-		first = json_object_array_get_idx(spec, 0);
-		in->opts = json_object_array_get_idx(spec, 1);
-	} else {
-		first = spec;
-		in->opts = NULL;
-	}
-	in->opts = json_object_is_type(in->opts, json_type_object) ? in->opts : NULL;
-	in->options = json_object_is_type(first, json_type_array) ? first
-								  : json_get_arr(in->opts, "options");
-	in->type = json_object_is_type(first, json_type_array)    ? "COMBO"
-		   : json_object_is_type(first, json_type_string) ? json_object_get_string(first)
-								  : "?";
-	in->kind = IN_LINK;
-	for (int i = 0; i < 5; i++)
-		if (strcmp(in->type, kinds[i]) == 0)
-			in->kind = i;
-	return 0;
-}
 
 /* The inputs of cls, required then optional, as a list for messages. */
 static void input_names(struct json_object *cls, struct buf *b)
@@ -260,7 +217,7 @@ static void describe_bounds(const struct bounds *b, char *out, size_t n)
 /* The param's min..max lies within the numeric input's. */
 static void check_range(struct check_deep *d, const yaml_node_t *at, const char *path,
 			const struct reg_model *m, const struct reg_param *p, const char *target,
-			const struct input *in)
+			const struct nodeinfo_input *in)
 {
 	struct bounds pb, ib = {0};
 	char want[128], have[128];
@@ -297,7 +254,8 @@ static int combo_has(struct json_object *options, const char *s)
 
 /* Every option of the enum param is one the COMBO input accepts. */
 static void check_options(struct check_deep *d, const yaml_node_t *at, const char *path,
-			  const struct reg_param *p, const char *target, const struct input *in)
+			  const struct reg_param *p, const char *target,
+			  const struct nodeinfo_input *in)
 {
 	struct buf missing, allowed;
 
@@ -335,13 +293,13 @@ static void check_bind(struct check_deep *d, const struct reg_model *m, const st
 	const struct reg_param *p = find_param(m->function, b->param);
 	char path[300], target[300];
 	yaml_node_t *at = bind_at(d, m, b, path, sizeof path);
-	struct input in;
+	struct nodeinfo_input in;
 	struct buf names;
 
 	if (cls == NULL || p == NULL)
 		return; /* an unknown class is reported once, at the workflow */
 	snprintf(target, sizeof target, "node %s (%s) input \"%s\"", b->node, cls_name, b->input);
-	if (input_find(cls, b->input, &in) < 0) {
+	if (nodeinfo_input(cls, b->input, &in) < 0) {
 		buf_init(&names, DEEP_LIST + 8);
 		input_names(cls, &names);
 		check_deep__add(d, at, 0, "%s: node %s (%s) has no input \"%s\"; its inputs: %s", path,
@@ -350,9 +308,9 @@ static void check_bind(struct check_deep *d, const struct reg_model *m, const st
 	} else if (!(fits[in.kind].params & (1u << p->type))) {
 		check_deep__add(d, at, 0, "%s: param %s is %s, but %s is %s, which takes %s", path,
 				p->name, type_words[p->type], target, in.type, fits[in.kind].takes);
-	} else if (in.kind == IN_COMBO) {
+	} else if (in.kind == NODEINFO_COMBO) {
 		check_options(d, at, path, p, target, &in);
-	} else if (in.kind == IN_INT || in.kind == IN_FLOAT) {
+	} else if (in.kind == NODEINFO_INT || in.kind == NODEINFO_FLOAT) {
 		check_range(d, at, path, m, p, target, &in);
 	}
 }

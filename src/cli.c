@@ -1,5 +1,6 @@
 /*
- * cli.c - the command-line client (`fnrun submit|jobs|job|cancel|functions`).
+ * cli.c - the command-line client (`fnrun submit|jobs|job|cancel|functions`;
+ * `docs` is cli_docs.c).
  *
  * Blocking libcurl easy requests to the user API. `submit` follows the
  * job's event stream, redrawing one progress line on stderr, downloads the
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_docs.h"
 #include "json.h"
 #include "util.h"
 
@@ -1097,10 +1099,15 @@ static int cmd_cancel(int argc, char **argv)
 static void print_quality(const struct json_object *q, const char *def)
 {
 	const struct json_object *t = json_get_arr(q, "typical_seconds");
+	struct json_object *measured = json_get(q, "measured_seconds");
 	const char *key = json_get_str(q, "key");
 	char typical[64] = "";
 
-	if (t != NULL && json_object_array_length(t) == 2)
+	/* What its jobs took, once they ran; what the registry expects before. */
+	if (measured != NULL)
+		snprintf(typical, sizeof typical, "about %.1f s",
+			 json_object_get_double(measured));
+	else if (t != NULL && json_object_array_length(t) == 2)
 		snprintf(typical, sizeof typical, "%lld-%lld s",
 			 (long long)json_object_get_int64(json_object_array_get_idx(t, 0)),
 			 (long long)json_object_get_int64(json_object_array_get_idx(t, 1)));
@@ -1154,6 +1161,8 @@ static void print_function(const struct json_object *f)
 		buf_init(&b, 4096);
 		param_text(p, &b);
 		printf("    %-12s %s\n", name, b.data ? b.data : "");
+		if (json_get_str(p, "description") != NULL)
+			printf("    %-12s %s\n", "", json_get_str(p, "description"));
 		buf_cleanup(&b);
 	}
 }
@@ -1194,6 +1203,7 @@ static const struct cli_command commands[] = {
 	{"job", "fnrun job ID [--server URL]", cmd_job},
 	{"cancel", "fnrun cancel ID [--server URL]", cmd_cancel},
 	{"functions", "fnrun functions [--server URL]", cmd_functions},
+	{"docs", "fnrun docs --out DIR [--format md|html] [--server URL]", cli_docs},
 };
 
 const struct cli_command *cli_find(const char *name)

@@ -1,5 +1,5 @@
 /*
- * cli.h - the command-line client: `fnrun submit|jobs|job|cancel|functions`
+ * cli.h - the command-line client: `fnrun submit|jobs|job|cancel|functions|docs`
  * (docs/design.md §1), speaking the user API over HTTP with libcurl's easy
  * interface (blocking is fine in a client).
  *

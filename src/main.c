@@ -2,7 +2,7 @@
  * main.c - fnrun: the gateway daemon (`fnrun serve`), the registry checker
  * (`fnrun check [--deep] FILE`, check_deep.c), the operator tools
  * (new-model, dry-run: cli_model.c; gpus) and the command-line client
- * (submit, jobs, job, cancel, functions; see cli.c).
+ * (submit, jobs, job, cancel, functions, docs; see cli.c and cli_docs.c).
  */
 #include <errno.h>
 #include <getopt.h>

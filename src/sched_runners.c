@@ -17,6 +17,7 @@
 #include "job.h"
 #include "log.h"
 #include "metrics.h"
+#include "modelinfo.h"
 #include "placement.h"
 #include "registry.h"
 #include "runner.h"
@@ -736,6 +737,7 @@ static void on_ready(struct runner *r, void *ud)
 	metrics_observe(MH_COLD_START, &(struct metrics_labels){.model = m->model->id},
 			(double)(r->ready_ms - r->started_ms) / 1000.0);
 	sched__measure(sr);
+	modelinfo_runner_ready(r->model, r->base_url); /* its node classes, for the docs */
 	sched__pump();
 }
 
