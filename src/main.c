@@ -30,7 +30,11 @@ static const char serve_usage[] =
 	"  --data DIR           store, outputs and logs (default ./data)\n"
 	"  --log-level LEVEL    error|warn|info|debug\n"
 	"  --time-scale X       multiply registry timeouts (tests use < 1)\n"
-	"  --insecure           serve a non-loopback address without API keys (a trusted network)\n";
+	"  --insecure           serve a non-loopback address without API keys (a trusted network)\n"
+	"  --store URL          a PostgreSQL store shared by several nodes (postgres://...;\n"
+	"                       also $FNRUN_STORE_URL or server.store; default DATA/fnrun.db)\n"
+	"  --node NAME          this node's name (also $FNRUN_NODE or server.node; default\n"
+	"                       the host name)\n";
 
 static int split_listen(const char *v, char **host, int *port)
 {
@@ -56,7 +60,46 @@ static int split_listen(const char *v, char **host, int *port)
 static int log_level_set; /* --log-level was given: it wins over server.log_level */
 
 /* Registry server: section first, then flags over it. */
-static int apply_registry_defaults(const char *listen_flag, const char *data_flag)
+/* The first of flag, $env, the registry's value that is set; NULL when none. */
+static const char *first_of(const char *flag, const char *env, const char *reg)
+{
+	const char *e = getenv(env);
+
+	return flag ? flag : e && *e ? e : reg;
+}
+
+/* --store, --node and the lease: flag, then environment, then registry. */
+static int apply_cluster(const struct reg_server *s, const char *store_flag, const char *node_flag)
+{
+	const char *store = first_of(store_flag, "FNRUN_STORE_URL", s->store);
+	const char *node = first_of(node_flag, "FNRUN_NODE", s->node);
+	char host[256];
+
+	if (store && strncmp(store, "postgres://", 11) != 0 &&
+	    strncmp(store, "postgresql://", 13) != 0) {
+		fprintf(stderr, "fnrun: --store: expected a postgres:// URL, got \"%s\"\n", store);
+		return -1;
+	}
+	if (node == NULL) {
+		if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+			snprintf(host, sizeof host, "localhost");
+		host[sizeof host - 1] = '\0';
+		host[strcspn(host, ".")] = '\0';
+		node = host;
+	}
+	if (!registry_node_name_ok(node)) {
+		fprintf(stderr, "fnrun: --node: \"%s\": 1 to 64 letters, digits, '.', '_' or '-'\n",
+			node);
+		return -1;
+	}
+	server.cfg.store_url = store ? xstrdup(store) : NULL;
+	server.cfg.node = xstrdup(node);
+	server.cfg.lease_ms = s->lease_ms;
+	return 0;
+}
+
+static int apply_registry_defaults(const char *listen_flag, const char *data_flag,
+				   const char *store_flag, const char *node_flag)
 {
 	struct err e = {0};
 	struct registry *r = registry_load(server.cfg.config_path, &e);
@@ -74,6 +117,10 @@ static int apply_registry_defaults(const char *listen_flag, const char *data_fla
 	server.cfg.max_body = s->max_body;
 	server.cfg.max_json_depth = (int)s->max_json_depth;
 	server.cfg.max_watchers = s->max_watchers;
+	if (apply_cluster(s, store_flag, node_flag) < 0) {
+		registry_free(r);
+		return -1;
+	}
 	if (!log_level_set)
 		log_init(s->log_level, NULL);
 	if (listen && split_listen(listen, &server.cfg.listen_host, &server.cfg.listen_port) < 0) {
@@ -98,9 +145,10 @@ static int cmd_serve(int argc, char **argv)
 		{"data", required_argument, NULL, 'd'},   {"log-level", required_argument, NULL, 'v'},
 		{"time-scale", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
 		{"insecure", no_argument, NULL, 'i'},
+		{"store", required_argument, NULL, 's'}, {"node", required_argument, NULL, 'n'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *listen = NULL, *data = NULL;
+	const char *listen = NULL, *data = NULL, *store = NULL, *node = NULL;
 	int c;
 
 	server.cfg.bindir = util_exe_dir();
@@ -135,6 +183,8 @@ static int cmd_serve(int argc, char **argv)
 			}
 			break;
 		case 'i': server.cfg.insecure = 1; break;
+		case 's': store = optarg; break;
+		case 'n': node = optarg; break;
 		case 'h': fputs(serve_usage, stdout); return 0;
 		default: fputs(serve_usage, stderr); return 2;
 		}
@@ -147,7 +197,7 @@ static int cmd_serve(int argc, char **argv)
 	}
 	if (server.cfg.config_path == NULL)
 		server.cfg.config_path = registry_default_path();
-	if (apply_registry_defaults(listen, data) < 0)
+	if (apply_registry_defaults(listen, data, store, node) < 0)
 		return 1;
 	return server_run();
 }

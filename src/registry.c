@@ -178,6 +178,8 @@ static void destroy(struct registry *r)
 	free(s->docker_socket);
 	free(s->models_dir);
 	free(s->cache_dir);
+	free(s->store);
+	free(s->node);
 	for (size_t i = 0; i < s->nhosts; i++)
 		free(s->hosts[i]);
 	free(s->hosts);

@@ -202,6 +202,9 @@ struct reg_server {
 	char *docker_socket;   /* or NULL: $DOCKER_HOST or the default */
 	char *models_dir;      /* shared read-only model dir, or NULL */
 	char *cache_dir;       /* cache volume dir, or NULL */
+	char *store;           /* a postgres:// URL (several nodes), or NULL: DATA/fnrun.db */
+	char *node;            /* this node's name, or NULL: the host name */
+	int64_t lease_ms;      /* a claim's lease on a shared store, default 10 s */
 	int64_t max_queue;     /* jobs queued at once, default 10000 */
 	int64_t max_body;      /* request body bytes, default 1 MiB */
 	int64_t max_json_depth; /* default 32 */
@@ -247,6 +250,8 @@ struct registry *registry_load(const char *path, struct err *err);
  * directory. Caller frees.
  */
 char *registry_default_path(void);
+/* 1 when s is a valid node name (server.node, --node): 1-64 of [A-Za-z0-9._-]. */
+int registry_node_name_ok(const char *s);
 
 /*
  * Validates the registry at path and writes every error, one per line in

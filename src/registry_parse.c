@@ -520,6 +520,10 @@ static const struct key_spec server_keys[] = {
 	{.name = "docker", .type = KEY_MAP, .sub = docker_keys},
 	{.name = "models_dir", .type = KEY_STR, .off = offsetof(struct reg_server, models_dir)},
 	{.name = "cache_dir", .type = KEY_STR, .off = offsetof(struct reg_server, cache_dir)},
+	{.name = "store", .type = KEY_STR, .off = offsetof(struct reg_server, store)},
+	{.name = "node", .type = KEY_STR, .off = offsetof(struct reg_server, node)},
+	{.name = "lease", .type = KEY_DURATION, .min = 1000, .max = 3600000, .def = 10000,
+	 .off = offsetof(struct reg_server, lease_ms)},
 	{.name = "limits", .type = KEY_MAP, .sub = limits_keys},
 	{.name = "hosts", .type = KEY_LATER},
 	{.name = "quotas", .type = KEY_LATER},
@@ -641,6 +645,19 @@ static void parse_quotas(struct pctx *c, yaml_node_t *v)
 	registry__path_pop(c, old);
 }
 
+static int store_url_ok(const char *s)
+{
+	return strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0;
+}
+
+int registry_node_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= 64 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					    "0123456789._-") == n;
+}
+
 static void parse_server(struct pctx *c, yaml_node_t *n)
 {
 	yaml_node_t *v;
@@ -651,6 +668,19 @@ static void parse_server(struct pctx *c, yaml_node_t *n)
 		parse_hosts(c, v);
 	if ((v = registry__map_get(c, n, "quotas")) != NULL)
 		parse_quotas(c, v);
+	v = registry__map_get(c, n, "store");
+	if (v != NULL && registry__scalar(v) != NULL && !store_url_ok(registry__scalar(v))) {
+		old = registry__path_push(c, "store");
+		registry__perr(c, v, "must be a PostgreSQL URL, postgres://USER@HOST[:PORT]/DB or "
+			       "postgresql:///DB?host=/socket/dir (without it, the store is DATA/fnrun.db)");
+		registry__path_pop(c, old);
+	}
+	v = registry__map_get(c, n, "node");
+	if (v != NULL && registry__scalar(v) != NULL && !registry_node_name_ok(registry__scalar(v))) {
+		old = registry__path_push(c, "node");
+		registry__perr(c, v, "must be 1 to 64 letters, digits, '.', '_' or '-'");
+		registry__path_pop(c, old);
+	}
 	v = registry__map_get(c, n, "listen");
 	if (v == NULL || registry__scalar(v) == NULL || valid_listen(registry__scalar(v)))
 		return;

@@ -95,6 +95,7 @@ void sched__dirty(struct sjob *sj)
 	sj->job->updated_at = util_now_ms();
 	if (sj->dirty)
 		return;
+	sched__cluster_changed(sj);
 	sj->dirty = 1;
 	sj->dnext = NULL;
 	if (cm.dtail)
@@ -256,10 +257,11 @@ static int commit(struct err *err)
 		log_error("job row not written job=%s err=%s", sj->job->id, log_q(e.msg));
 		sj->rejected = 1;
 	}
-	if (write_records(err) < 0)
+	if (write_records(err) < 0 || sched__cluster_commit_notes(err) < 0)
 		goto fail;
 	rc = store_commit(server.store, err);
 	if (rc == 0) {
+		sched__cluster_committed();
 		server.store_commits++;
 		server.store_rows += cm.ndirty;
 		metrics_inc(MC_STORE_COMMITS, NULL, 1);
@@ -278,6 +280,7 @@ fail:
 }
 
 static void drop_new_job(struct sjob *sj, const struct err *why);
+static void lose_job(struct sjob *sj);
 
 /* After a commit: the jobs are clean; a new one whose row was refused was never accepted. */
 static void dirty_clear(void)
@@ -291,6 +294,8 @@ static void dirty_clear(void)
 		sj->dnext = NULL;
 		if (sj->is_new && sj->rejected)
 			drop_new_job(sj, &why);
+		else if (sj->rejected && sched__cluster_on())
+			lose_job(sj);
 		else
 			sj->is_new = sj->rejected = 0;
 	}
@@ -344,6 +349,13 @@ static void run_reply(struct effect *e)
 
 static void run_retire(struct sjob *sj)
 {
+	if (sj->handed_off) { /* submitted here, to be run by any node: counted where it ends */
+		sched__table_remove(sj);
+		sched__sjob_free(sj);
+		return;
+	}
+	log_info("job ended job=%s status=%s node=%s", sj->job->id, job_status_name(sj->job->status),
+		 server.cfg.node ? server.cfg.node : "-");
 	if (sj->job->status == JOB_COMPLETED)
 		server.jobs_completed++;
 	else if (sj->job->status == JOB_FAILED)
@@ -421,6 +433,31 @@ static void drop_new_job(struct sjob *sj, const struct err *why)
 	sched__table_remove(sj);
 	drop_effects_of(sj, why);
 	server.jobs_submitted--;
+	sched__sjob_free(sj);
+}
+
+/*
+ * Shared store: this node's claim on the job lapsed and another node holds
+ * it now (the store refused the update). It leaves this node without a
+ * word: what it does next is the other node's to say. A prompt already
+ * sent is interrupted; the runner's late reports no longer find the job.
+ */
+static void lose_job(struct sjob *sj)
+{
+	struct err why = {0};
+
+	err_set(&why, ERR_CONFLICT, "another node holds the job");
+	log_warn("job taken over by another node job=%s node=%s", sj->job->id, server.cfg.node);
+	if (sj->runner && sj->runner->job == sj) {
+		if (sj->job->status == JOB_RUNNING || sj->job->status == JOB_PREPARING)
+			runner_interrupt(sj->runner->r);
+		sj->runner->job = NULL;
+		sched__pump();
+	}
+	sj->runner = NULL;
+	sched__dequeue(sj);
+	sched__table_remove(sj);
+	drop_effects_of(sj, &why);
 	sched__sjob_free(sj);
 }
 

@@ -161,6 +161,7 @@ int sched_init(const struct sched_hooks *hooks, struct err *err)
 		 sched__s.nqueued, sched__s.reconciling - 1);
 	reconcile_done();
 	sched__calib_run_due();
+	sched__cluster_init();
 	return 0;
 }
 
@@ -187,6 +188,7 @@ void sched_stop(void (*done)(void))
 
 void sched_shutdown(void)
 {
+	sched__cluster_shutdown();
 	sched__commit_shutdown();
 	sched__free_jobs();
 	sched__free_models();

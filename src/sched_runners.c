@@ -576,6 +576,8 @@ void sched__run_pump(void)
 
 	if (sched__s.reconciling)
 		return;
+	sched__cluster_read_notes();
+	sched__cluster_claim();
 	for (size_t i = 0; i < sched__s.ntiers; i++)
 		dispatch_tier(sched__s.tiers[i]);
 	for (size_t i = 0; i < sched__s.nmodels; i++)

@@ -779,6 +779,19 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 	job_set_str(&j->model_id, pin ? pin->model->id : NULL);
 	sj = sched__sjob_new(j, sched__s.reg, rq->fn, rq->quality, json_object_get(rq->params));
 	sj->is_new = 1;
+	if (sched__cluster_hand_off(sj, t, pin)) {
+		/* Recorded unclaimed: the node with room first runs it (sched_cluster.c). */
+		server.jobs_submitted++;
+		sched__table_add(sj);
+		sched__quota_submitted(j);
+		log_info("job queued job=%s function=%s quality=%s model=any node=any", j->id,
+			 rq->fn->name, j->quality);
+		sched__set_state(sj, JOB_QUEUED);
+		sched__effect_reply(sj, 202, cb, ud);
+		sj->handed_off = sj->retiring = 1;
+		sched__effect(EFF_RETIRE, sj, NULL);
+		return 0;
+	}
 	if (pin && t != asked) /* its quality rests or is paused: the user is told */
 		sched__note_fallback(sj, asked && asked->nmodels ? asked->models[0]->model->id : "",
 				     pin->model);
@@ -797,6 +810,8 @@ int sched_cancel(const char *id, struct err *err)
 {
 	struct sjob *sj = sched__find(id);
 
+	if ((sj == NULL || sj->handed_off) && sched__cluster_on())
+		return sched__cluster_cancel(id, err); /* unclaimed, or another node's */
 	if (sj == NULL || sj->retiring) {
 		struct job *j = NULL;
 		if (store_job_get(server.store, id, &j, err) < 0 && sj == NULL)

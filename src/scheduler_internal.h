@@ -152,6 +152,7 @@ struct sjob {
 	int dirty;                     /* in the dirty list */
 	int retiring;                  /* terminal: freed once committed */
 	int rejected;                  /* the store refused its row (not an I/O error) */
+	int handed_off;                /* shared store: inserted unclaimed, another node may run it */
 	struct sjob *dnext;            /* in the dirty list */
 	sched_submit_fn reply;         /* the submit waiting for its commit */
 	void *reply_ud;
@@ -282,6 +283,18 @@ void sched__variant_into(const struct mstate *m, struct json_object *e); /* admi
 void sched__rollback(struct mstate *m, const char *why);
 void sched__promote(struct mstate *m);
 void sched__set_weight(struct mstate *m, int64_t w);
+/* sched_cluster.c: several nodes on a shared store (store.h, "Several nodes"). */
+void sched__cluster_init(void);                  /* after the jobs are restored */
+void sched__cluster_shutdown(void);
+int sched__cluster_on(void);                     /* 1: the store is shared */
+/* A submit this node has no room for: left unclaimed (1), the caller retires it here. */
+int sched__cluster_hand_off(struct sjob *sj, struct tier *t, struct mstate *pin);
+void sched__cluster_claim(void);                 /* the pump: claim what there is room for */
+void sched__cluster_read_notes(void);
+void sched__cluster_changed(const struct sjob *sj);    /* a job row this turn writes */
+int sched__cluster_commit_notes(struct err *err);     /* inside the commit */
+void sched__cluster_committed(void);                  /* after it succeeded */
+int sched__cluster_cancel(const char *id, struct err *err); /* a job this node does not hold */
 /* sched_calibrate.c: models of quality auto. */
 int sched__calib_job(const struct sjob *sj);       /* 1: a calibration run (CAL_OWNER) */
 /* After the tiers are built: a measured model joins its tier; one without a measure is due. */

@@ -149,9 +149,11 @@ static int start(struct err *err)
 	server.reg = registry_load(server.cfg.config_path, err);
 	if (server.reg == NULL || make_dirs(err) < 0)
 		return -1;
-	server.store = store_open(server_path("fnrun.db"), err);
+	server.store = store_open(server.cfg.store_url ? server.cfg.store_url
+						       : server_path("fnrun.db"), err);
 	if (server.store == NULL)
 		return -1;
+	store_set_node(server.store, server.cfg.node, server.cfg.lease_ms);
 	server.keys = keystore_open(server_path("keys.db"), err);
 	if (server.keys == NULL || open_to_network_ok(err) < 0)
 		return -1;

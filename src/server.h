@@ -31,6 +31,9 @@ struct server_config {
 	int max_attempts;      /* attempts per job before it fails */
 	double time_scale;     /* multiplies registry timeouts (tests: < 1) */
 	int insecure;          /* --insecure: serve a non-loopback address without keys */
+	char *store_url;       /* a shared PostgreSQL store, or NULL: data_dir/fnrun.db */
+	char *node;            /* this node's name (never NULL once serving) */
+	int64_t lease_ms;      /* a claim's lease on a shared store */
 };
 
 struct server {

@@ -66,7 +66,7 @@ void gw_cleanup(struct gw *g)
 void gw_start(struct gw *g)
 {
 	static char bin[1024];
-	char cfg[512], listen[64], data[512], log[512], extra[256];
+	char cfg[512], listen[64], data[512], log[512], extra[1024];
 	char *argv[16] = {bin, "serve", "--config", cfg, "--listen", listen, "--data", data};
 	int argc = 8;
 

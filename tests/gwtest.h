@@ -13,7 +13,7 @@ struct gw {
 	char dir[256];  /* temp dir: registry, workflows, data */
 	int port;
 	pid_t pid;
-	char extra[256]; /* extra flags for fnrun serve, space separated */
+	char extra[1024]; /* extra flags for fnrun serve, space separated */
 };
 
 /* Writes dir/wf.json (a sim workflow; fail input "none") and dir/wf-<name>.json variants. */
