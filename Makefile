@@ -88,6 +88,11 @@ metrics-demo: deps
 	$(MAKE) all
 	scripts/metrics-demo $(BIN)
 
+# A local PostgreSQL and two nodes (127.0.0.1:8180 and :8181) on the demo registry.
+run-cluster: deps
+	$(MAKE) all
+	scripts/run-cluster $(BIN)
+
 deps:
 	@scripts/install-deps
 
@@ -104,7 +109,7 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all check run metrics-demo deps bench format clean
+.PHONY: all check run metrics-demo run-cluster deps bench format clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ---- containers: runtime docker (docs/registry.md), images built locally ----

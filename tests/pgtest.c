@@ -97,13 +97,14 @@ static void launch(struct pgtest *p)
 		char *argv[] = {postgres, "-D", p->dir, "-k", p->dir, "-c", "listen_addresses=",
 				"-c", "fsync=off", "-c", "full_page_writes=off",
 				"-c", "synchronous_commit=off", "-c", "max_connections=200", NULL};
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		setpgid(0, 0);
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
 		drop_root();
+		/* After setuid, which clears it: the server dies with whoever started it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv(postgres, argv);
 		_exit(127);
 	}

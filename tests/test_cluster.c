@@ -285,6 +285,34 @@ START_TEST(three_nodes_2000_jobs_a_node_killed_and_postgres_restarted)
 }
 END_TEST
 
+/* The store and node come from flags, then the environment, then the registry. */
+START_TEST(store_and_node_from_the_environment)
+{
+	char log[400], cfg[400], *text;
+	char *argv[] = {(char *)tu_bin("fnrun"), "serve", "--config", cfg, "--listen",
+			"127.0.0.1:0", "--data", shared, NULL};
+	int st;
+
+	registry(0, 1);
+	snprintf(cfg, sizeof cfg, "%s/registry.yaml", node[0].dir);
+	snprintf(log, sizeof log, "%s/env.log", tu_tmpdir());
+	setenv("FNRUN_STORE_URL", "/var/lib/fnrun.db", 1);
+	st = tu_wait_exit(tu_spawn(argv, log), 10000);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a bad $FNRUN_STORE_URL was taken");
+	text = tu_read_file(log, NULL);
+	ck_assert_msg(text && strstr(text, "--store: expected a postgres:// URL"), "%s", text);
+	free(text);
+	/* A good one, and $FNRUN_NODE: the node runs on the shared store under that name. */
+	setenv("FNRUN_STORE_URL", url, 1);
+	setenv("FNRUN_NODE", "from-env", 1);
+	snprintf(node[1].extra, sizeof node[1].extra, "--data %s", shared);
+	gw_start(&node[1]);
+	ck_assert_int_eq(gw_log_count(&node[1], "node on a shared store node=from-env"), 1);
+	unsetenv("FNRUN_STORE_URL");
+	unsetenv("FNRUN_NODE");
+}
+END_TEST
+
 Suite *suite_cluster(void)
 {
 	Suite *s = suite_create("cluster");
@@ -295,6 +323,7 @@ Suite *suite_cluster(void)
 	tcase_add_test(tc, jobs_run_where_there_is_room_and_any_node_answers_for_any_job);
 	tcase_add_test(tc, a_cancel_reaches_the_job_wherever_it_waits);
 	tcase_add_test(tc, three_nodes_2000_jobs_a_node_killed_and_postgres_restarted);
+	tcase_add_test(tc, store_and_node_from_the_environment);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -566,6 +566,31 @@ START_TEST(error_bad_size)
 }
 END_TEST
 
+/* server.store, node, lease: several nodes on one PostgreSQL store. */
+START_TEST(server_store_node_lease)
+{
+	struct err e = {0};
+	struct registry *r;
+
+	expect_error("server: {store: /var/lib/fnrun.db}\n",
+		     "15:17: server.store: must be a PostgreSQL URL");
+	expect_error("server: {node: \"gpu a\"}\n",
+		     "15:16: server.node: must be 1 to 64 letters, digits");
+	expect_error("server: {lease: 10ms}\n", "15:17: server.lease: must be a duration from 1s");
+	r = registry_load(write_reg(1, "server: {store: \"postgresql:///fnrun?host=/run/pg\", "
+				       "node: gpu-a.1, lease: 30s}\n"), &e);
+	ck_assert_msg(r != NULL, "%s", e.msg);
+	ck_assert_str_eq(registry_server(r)->store, "postgresql:///fnrun?host=/run/pg");
+	ck_assert_str_eq(registry_server(r)->node, "gpu-a.1");
+	ck_assert_int_eq(registry_server(r)->lease_ms, 30000);
+	registry_free(r);
+	r = registry_load(write_reg(1, ""), &e);
+	ck_assert_ptr_null(registry_server(r)->store);
+	ck_assert_int_eq(registry_server(r)->lease_ms, 10000);
+	registry_free(r);
+}
+END_TEST
+
 /* server.hosts: names the API answers to (DNS rebinding); anything else is refused. */
 START_TEST(server_hosts)
 {
@@ -1046,6 +1071,7 @@ Suite *suite_registry(void)
 	tcase_add_test(tc, error_bad_param);
 	tcase_add_test(tc, error_bad_duration);
 	tcase_add_test(tc, error_bad_size);
+	tcase_add_test(tc, server_store_node_lease);
 	tcase_add_test(tc, server_hosts);
 	tcase_add_test(tc, error_missing_function);
 	tcase_add_test(tc, error_bad_quality);

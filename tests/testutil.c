@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -124,6 +125,8 @@ pid_t tu_spawn(char *const argv[], const char *logpath)
 		return -1;
 	if (pid == 0) {
 		setpgid(0, 0);
+		/* A test that dies without its teardown still stops what it started. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (logpath) {
 			int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
 			if (fd >= 0) {
