@@ -161,6 +161,8 @@ $(BUILD)/bench/bench: $(BUILD)/bench/bench_docker.o
 $(BUILD)/bench/bench: $(BUILD)/bench/bench_metrics.o $(BUILD)/libfnrun.a
 # ... and how fast a model is adopted and a bad variant dropped (bench/bench_adoption.c).
 $(BUILD)/bench/bench: $(BUILD)/bench/bench_adoption.o
+# ... and several nodes on PostgreSQL beside one on SQLite (bench/bench_cluster.c).
+$(BUILD)/bench/bench: $(BUILD)/bench/bench_cluster.o
 
 .PHONY: images build-model model-shell up-with-speech up-with-video push-model
 

@@ -704,7 +704,7 @@ static void bench_estimates(void)
 	tu_stop(g, 5000);
 }
 
-/* BENCH=name,name runs only those parts (worker, latency, lifecycle, docker, estimates, throughput, rss, metrics). */
+/* BENCH=name,name runs only those parts (worker, latency, lifecycle, docker, estimates, throughput, rss, metrics, adoption, cluster). */
 static int wanted(const char *name)
 {
 	const char *only = getenv("BENCH");
@@ -749,6 +749,8 @@ int main(void)
 		bench_metrics();
 	if (wanted("adoption"))
 		bench_adoption();
+	if (wanted("cluster"))
+		bench_cluster(dir);
 	tu_rmrf(dir);
 	return 0;
 }

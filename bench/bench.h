@@ -20,5 +20,6 @@ double bench_poll(int port, const char *path, const char *want, double limit_ms)
 void bench_docker(void);  /* bench_docker.c */
 void bench_metrics(void); /* bench_metrics.c */
 void bench_adoption(void); /* bench_adoption.c */
+void bench_cluster(const char *dir); /* bench_cluster.c: dir holds wf.json */
 
 #endif

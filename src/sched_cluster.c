@@ -77,7 +77,8 @@ static int room(const struct tier *t)
 
 int sched__cluster_hand_off(struct sjob *sj, struct tier *t, struct mstate *pin)
 {
-	if (!cl.on || (t && room(t) > 0) || (pin && pin->tier == NULL))
+	/* t NULL: no model of this node serves it now (none, or all held). */
+	if (!cl.on || (t && room(t) > 0) || (t && pin && pin->tier == NULL))
 		return 0;
 	sj->job->lease_gen = STORE_UNCLAIMED;
 	job_set_str(&sj->job->model_id, NULL); /* the claiming node routes it */
@@ -128,7 +129,7 @@ void sched__cluster_claim(void)
 	if (!cl.on || !cl.pool || server.stopping || !sched__store_ok() ||
 	    store_depth(server.store) > 0)
 		return;
-	cl.pool = 0;
+	/* The pool is known empty only after a claim that got fewer jobs than it asked for. */
 	for (size_t i = 0; i < sched__s.ntiers; i++) {
 		struct tier *t = sched__s.tiers[i];
 		int n = room(t);
@@ -142,12 +143,11 @@ void sched__cluster_claim(void)
 		if (store_job_claim(server.store, t->fn->name, t->fn->qualities[t->quality].key, n, &v,
 				    &nv, &e) < 0) {
 			log_warn("claim failed function=%s err=%s", log_q(t->fn->name), log_q(e.msg));
-			cl.pool = 1;
 			return;
 		}
 		got += (int)nv;
-		if ((int)nv == n)
-			cl.pool = 1; /* there may be more */
+		if ((int)nv < n)
+			cl.pool = 0; /* until a note or the sweep says there may be more */
 		for (size_t k = 0; k < nv; k++)
 			adopt(v[k]);
 		free(v);

@@ -765,16 +765,24 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 			      err) < 0)
 		return -1;
 	j = job_for(rq);
-	if (sched__route(rq->fn, rq->quality, sched__route_key(j), &t, &pin) < 0) {
+	if (sched__route(rq->fn, rq->quality, sched__route_key(j), &t, &pin) < 0)
+		t = NULL, pin = NULL;
+	/* On a shared store another node may serve what this one cannot: it is handed off. */
+	if (t == NULL && !sched__cluster_on()) {
 		job_free(j);
 		err_set(err, ERR_UNAVAILABLE, "quality: no model serves %s at %s", rq->fn->name,
 			rq->fn->qualities[rq->quality].key);
 		return -1;
 	}
-	if (pin == NULL && sched__tier_paused(t)) {
-		job_free(j);
-		err_set(err, ERR_PAUSED, "quality: %s is paused", rq->fn->qualities[rq->quality].key);
-		return -1;
+	if (t && pin == NULL && sched__tier_paused(t)) {
+		if (sched__cluster_on()) {
+			t = NULL;
+		} else {
+			job_free(j);
+			err_set(err, ERR_PAUSED, "quality: %s is paused",
+				rq->fn->qualities[rq->quality].key);
+			return -1;
+		}
 	}
 	job_set_str(&j->model_id, pin ? pin->model->id : NULL);
 	sj = sched__sjob_new(j, sched__s.reg, rq->fn, rq->quality, json_object_get(rq->params));

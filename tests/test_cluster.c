@@ -8,6 +8,7 @@
  * every job exactly once.
  */
 #include <libpq-fe.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,55 @@ START_TEST(jobs_run_where_there_is_room_and_any_node_answers_for_any_job)
 	ck_assert_int_eq(sql_count("SELECT count(*) FROM jobs WHERE status = 'completed'"), N);
 	for (int i = 0; i < N; i++)
 		free(ids[i]);
+}
+END_TEST
+
+/* Reads the SSE stream of job id on node i until its text has want; 1 when it did. */
+static int sse_sees(int i, const char *id, const char *want, int ms)
+{
+	char req[256], buf[65536];
+	size_t len = 0;
+	int fd = tu_connect(node[i].port), seen = 0;
+	int64_t deadline = tu_now_ms() + ms;
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(req, sizeof req, "GET /api/jobs/%s/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		 "Accept: text/event-stream\r\n\r\n", id);
+	ck_assert_int_eq(tu_write_all(fd, req, strlen(req)), 0);
+	while (!seen && tu_now_ms() < deadline && len < sizeof buf - 1) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t n;
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = read(fd, buf + len, sizeof buf - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		seen = strstr(buf, want) != NULL;
+	}
+	close(fd);
+	return seen;
+}
+
+/* A watcher on one node follows a job that another node runs, to its end. */
+START_TEST(a_watcher_on_any_node_hears_a_job_run_elsewhere)
+{
+	char *id;
+	struct json_object *o;
+	int status = 0;
+
+	registry(150, 1); /* 1.2 s a run */
+	gw_start(&node[0]);
+	gw_start(&node[1]);
+	/* Node 0 cannot run it (held): node 1 claims it; a watcher on node 0 hears it end. */
+	o = gw_json(&node[0], "POST", "/api/admin/models/img/drain", "{}", &status);
+	ck_assert_int_eq(status, 200);
+	json_object_put(o);
+	id = gw_submit(&node[0], "standard", "watched");
+	ck_assert_msg(sse_sees(0, id, "\"completed\"", 30000), "no completed event on node 0");
+	ck_assert_int_gt(in_log(1, "job claimed"), 0);
+	free(id);
 }
 END_TEST
 
@@ -322,6 +372,7 @@ Suite *suite_cluster(void)
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, jobs_run_where_there_is_room_and_any_node_answers_for_any_job);
 	tcase_add_test(tc, a_cancel_reaches_the_job_wherever_it_waits);
+	tcase_add_test(tc, a_watcher_on_any_node_hears_a_job_run_elsewhere);
 	tcase_add_test(tc, three_nodes_2000_jobs_a_node_killed_and_postgres_restarted);
 	tcase_add_test(tc, store_and_node_from_the_environment);
 	suite_add_tcase(s, tc);
