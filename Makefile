@@ -103,13 +103,22 @@ $(BUILD)/bench/bench: $(BUILD)/bench/bench.o $(BUILD)/tests/testutil.o $(BUILD)/
 bench: all $(BUILD)/bench/bench
 	FNRUN_BIN=$(BIN) FNRUN_ROOT=$(CURDIR) $(BUILD)/bench/bench
 
+# Pre-warming judged on a replayed usage trace (bench/trace_gen.c, bench/trace_replay.c):
+# three gateways (idle stop, always warm, predictive) replay one trace in compressed
+# time; TRACE_DAYS (2), TRACE_SPEEDUP (360), TRACE_SEED (42), TRACE_SESSIONS (300 a day).
+$(BUILD)/bench/trace: $(BUILD)/bench/trace_replay.o $(BUILD)/bench/trace_gen.o $(BUILD)/tests/testutil.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
+
+trace-bench: all $(BUILD)/bench/trace
+	FNRUN_BIN=$(BIN) FNRUN_ROOT=$(CURDIR) $(BUILD)/bench/trace bench
+
 format:
 	clang-format -i src/*.[ch] worker/*.[ch] tests/*.[ch]
 
 clean:
 	rm -rf build bin
 
-.PHONY: all check run metrics-demo run-cluster deps bench format clean
+.PHONY: all check run metrics-demo run-cluster deps bench trace-bench format clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ---- containers: runtime docker (docs/registry.md), images built locally ----

@@ -175,6 +175,14 @@ struct reg_model {
 	char *version;             /* `version:` (operators see it with each job), or NULL */
 	struct reg_rollout *rollout; /* or NULL */
 	int enabled;
+	/*
+	 * `free_after_job:` POST /free after each job its model server ran:
+	 * unload its models, and drop its execution cache too. Both 0: none.
+	 */
+	int free_unload_models;
+	int free_memory;
+	int prewarm;               /* `prewarm:` start and keep runners by predicted demand */
+	int64_t target_wait_ms;    /* `target_wait:` autoscale on queue wait; 0: off */
 };
 
 /*

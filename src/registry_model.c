@@ -40,6 +40,36 @@ static const struct key_spec resources_keys[] = {
 	{NULL},
 };
 
+static const struct key_spec free_keys[] = {
+	{.name = "unload_models", .type = KEY_BOOL,
+	 .off = offsetof(struct reg_model, free_unload_models)},
+	{.name = "free_memory", .type = KEY_BOOL, .off = offsetof(struct reg_model, free_memory)},
+	{NULL},
+};
+
+/*
+ * `free_after_job: true`, ComfyUI's {"unload_models": true, "free_memory":
+ * true}, or a map of the two; the runner sends it in POST /free after each
+ * job its model server ran.
+ */
+static void parse_free_after_job(struct pctx *c, yaml_node_t *v, void *obj)
+{
+	struct reg_model *m = obj;
+	int on = 0;
+
+	if (registry__is_map(v)) {
+		registry__parse_map(c, v, free_keys, m);
+		return;
+	}
+	if (v->type != YAML_SCALAR_NODE) {
+		registry__perr(c, v, "must be true, false or a map {unload_models: BOOL, "
+			       "free_memory: BOOL}");
+		return;
+	}
+	if (registry__read_bool(c, v, &on) == 0)
+		m->free_unload_models = m->free_memory = on;
+}
+
 static const struct key_spec model_keys[] = {
 	{.name = "function", .type = KEY_LATER, .required = 1,
 	 .help = "name a function defined under functions"},
@@ -73,6 +103,10 @@ static const struct key_spec model_keys[] = {
 	{.name = "enabled", .type = KEY_BOOL, .def = 1, .off = offsetof(struct reg_model, enabled)},
 	{.name = "version", .type = KEY_STR, .off = offsetof(struct reg_model, version)},
 	{.name = "rollout", .type = KEY_LATER},
+	{.name = "free_after_job", .type = KEY_FN, .fn = parse_free_after_job},
+	{.name = "prewarm", .type = KEY_BOOL, .off = offsetof(struct reg_model, prewarm)},
+	{.name = "target_wait", .type = KEY_DURATION, .min = 0, .max = 86400000,
+	 .off = offsetof(struct reg_model, target_wait_ms)},
 	{NULL},
 };
 

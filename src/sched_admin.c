@@ -154,6 +154,7 @@ static struct json_object *model_json(const struct mstate *m)
 	json_put(e, "fallback", rm->fallback ? json_str(rm->fallback->id) : NULL);
 	sched__variant_into(m, e);
 	sched__calib_into(m, e);
+	sched__prewarm_admin_json(m, e);
 	return e;
 }
 

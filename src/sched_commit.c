@@ -634,7 +634,8 @@ static void on_meta_row(const char *key, const char *value, void *ud)
 
 int sched__meta_load(struct err *err)
 {
-	static const char *const prefixes[] = {"hold/", "weight/", "rollback/", "tier/"};
+	static const char *const prefixes[] = {"hold/", "weight/", "rollback/", "tier/",
+						 "demand/"};
 
 	json_object_put(meta);
 	meta = json_object_new_object();

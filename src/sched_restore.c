@@ -189,6 +189,7 @@ void sched_stop(void (*done)(void))
 void sched_shutdown(void)
 {
 	sched__cluster_shutdown();
+	sched__prewarm_shutdown();
 	sched__commit_shutdown();
 	sched__free_jobs();
 	sched__free_models();

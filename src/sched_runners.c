@@ -6,8 +6,10 @@
  * report about themselves (ready, gone).
  *
  * The pump runs once per loop turn when something changed (sched__pump),
- * before the turn's commit, and when pump_timer fires (a backoff or an
- * idle deadline is due).
+ * before the turn's commit, and when pump_timer fires (a backoff, an
+ * idle deadline or the pre-warm policy's tick is due). The policy
+ * (sched_prewarm.c) runs first in the pump, so that a runner it keeps is
+ * not stopped for idleness in the same turn.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +192,7 @@ static void dispatch_tier(struct tier *t)
 							       : m->q.head;
 			if (sj == NULL)
 				continue;
+			sched__prewarm_dispatched(m, sj);
 			sched__dispatch(sj, sr);
 			progress = 1;
 		}
@@ -202,8 +205,10 @@ static void dispatch_untiered(struct mstate *m)
 {
 	struct srunner *sr;
 
-	while (m->q.head && (sr = idle_runner(m)) != NULL)
+	while (m->q.head && (sr = idle_runner(m)) != NULL) {
+		sched__prewarm_dispatched(m, m->q.head);
 		sched__dispatch(m->q.head, sr);
+	}
 }
 
 static struct mstate *fallback_of(struct mstate *m);
@@ -511,12 +516,20 @@ static int positions_due(void)
 
 /* ---- idle stops and the timer ---- */
 
+/* When sr stops for idleness: its idle_timeout after its last use, or later while the policy keeps it. */
 static int64_t idle_deadline(const struct srunner *sr)
 {
-	return sr->r->last_used_ms + scaled(sr->m->model->idle_timeout_ms);
+	int64_t at = sr->r->last_used_ms + scaled(sr->m->model->idle_timeout_ms), until;
+
+	if (sched__prewarm_keeps(sr, &until) && until > at)
+		return until;
+	return at;
 }
 
-/* Stops runners idle past their model's idle_timeout, above min_instances. */
+/*
+ * Stops runners idle past their model's idle_timeout, above min_instances;
+ * a runner the pre-warm policy keeps (demand is predicted) stays.
+ */
 static void stop_idle(struct mstate *m, int64_t now)
 {
 	int live = m->nrunners;
@@ -536,6 +549,10 @@ static void stop_idle(struct mstate *m, int64_t now)
 static int64_t next_deadline(void)
 {
 	int64_t next = positions_due() ? sched__s.positions_ms + POSITIONS_MS : -1;
+	int64_t tick = sched__prewarm_next();
+
+	if (tick >= 0 && (next < 0 || tick < next))
+		next = tick;
 
 	for (size_t i = 0; i < sched__s.nmodels; i++) {
 		const struct mstate *m = sched__s.models[i];
@@ -583,6 +600,7 @@ void sched__run_pump(void)
 	for (size_t i = 0; i < sched__s.nmodels; i++)
 		if (sched__s.models[i]->tier == NULL)
 			dispatch_untiered(sched__s.models[i]);
+	sched__prewarm_tick(); /* before the idle stops: it may keep a runner */
 	for (size_t i = 0; i < sched__s.nmodels; i++)
 		stop_idle(sched__s.models[i], now);
 	for (size_t i = 0; !server.stopping && i < sched__s.nmodels; i++)

@@ -807,6 +807,7 @@ int sched_submit(const struct sched_request *rq, sched_submit_fn cb, void *ud, s
 	sched__table_add(sj);
 	sched__quota_submitted(j);
 	sched__enqueue(sj, t, pin);
+	sched__prewarm_arrival(sj);
 	log_info("job queued job=%s function=%s quality=%s model=%s", j->id, rq->fn->name,
 		 j->quality, pin ? pin->model->id : "any");
 	sched__set_state(sj, JOB_QUEUED);

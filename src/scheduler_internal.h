@@ -104,6 +104,21 @@ struct calib {
 	char how[300];             /* operators: how the tier was picked, or why it failed */
 };
 
+/* What the pre-warm policy keeps of a model (sched_prewarm.c). */
+struct mprewarm {
+	double predicted;              /* jobs expected in the horizon, at the last tick */
+	double horizon_s;              /* that horizon, seconds of the demand clock */
+	double rate_per_min;           /* predicted / horizon, per minute */
+	double wait_ms;                /* its jobs' queue wait, decayed mean, demand-clock ms */
+	int64_t last_prewarm_ms;       /* wall clock of the last pre-warm start; 0 none */
+	int64_t last_change_ms;        /* wall clock of the last scale change (start or stop) */
+	int64_t hits, misses;          /* pre-warmed runners that took a job / stopped without one */
+	char prewarmed[32];            /* the runner id of the pending pre-warm, or "" */
+	char kept[32];                 /* the runner id kept past its idle time, or "" */
+	int64_t kept_until_ms;         /* wall clock: the keep lapses unless renewed */
+	char last[300];                /* the last decision: kind and reason */
+};
+
 /* One registry model: its runners and the jobs pinned to it. */
 struct mstate {
 	const struct reg_model *model; /* current registry (or the last one, retired) */
@@ -125,6 +140,7 @@ struct mstate {
 	struct calib cal;              /* quality auto: measure and tier (sched_calibrate.c) */
 	int positions_dirty;
 	int index;                     /* in sched__models, for placement snapshots */
+	struct mprewarm pw;            /* predicted demand, pre-warm and autoscale (sched_prewarm.c) */
 };
 
 /* A job held in memory while it is live. */
@@ -341,6 +357,23 @@ void sched__check_stopped(void);
 void sched__fall_back(struct mstate *m, const char *why);
 /* Records what NVML saw the runner use; later placements use it. */
 void sched__measure(struct srunner *sr);
+
+/* ---- sched_prewarm.c: demand, pre-warm and autoscale (prewarm.h, demand.h) ---- */
+
+/* A job arrived (sched_submit): counted into the demand model. */
+void sched__prewarm_arrival(const struct sjob *sj);
+/* sj leaves its queue for a runner of m: its wait is measured. */
+void sched__prewarm_dispatched(struct mstate *m, const struct sjob *sj);
+/* The pump: the policy's tick, at most every PREWARM_TICK_MS (scaled). */
+void sched__prewarm_tick(void);
+/* The next moment the tick is due, or -1 when no model uses the policy. */
+int64_t sched__prewarm_next(void);
+/* 1 while the policy keeps sr past its idle time; *until gets until when. */
+int sched__prewarm_keeps(const struct srunner *sr, int64_t *until);
+/* The admin view's "prewarm" object of m, put into o. */
+void sched__prewarm_admin_json(const struct mstate *m, struct json_object *o);
+/* Shutdown: the demand model saved into the meta rows and freed. */
+void sched__prewarm_shutdown(void);
 
 /* ---- sched_metrics.c: labels and metrics of what happens to jobs ---- */
 

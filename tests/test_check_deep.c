@@ -616,7 +616,8 @@ START_TEST(registry_errors_stop_the_check)
 	expect_findings(&r, "TMP/reg.yaml:26:5: models.image.colour: unknown key; allowed keys: "
 			    "function, quality, runtime, command, image, url, urls, env, workflow, bind, "
 			    "unbound, resources, idle_timeout, start_timeout, step_timeout, "
-			    "min_instances, max_instances, fallback, weight, enabled, version, rollout\n");
+			    "min_instances, max_instances, fallback, weight, enabled, version, rollout, "
+			    "free_after_job, prewarm, target_wait\n");
 	run_free(&r);
 }
 END_TEST

@@ -483,7 +483,8 @@ START_TEST(error_unknown_key)
 					  "function, quality, runtime, command, image, url, urls, env, "
 					  "workflow, bind, unbound, resources, idle_timeout, start_timeout, "
 					  "step_timeout, min_instances, max_instances, fallback, "
-					  "weight, enabled, version, rollout\n"));
+					  "weight, enabled, version, rollout, free_after_job, prewarm, "
+					  "target_wait\n"));
 	free(out);
 	expect_error("    resources: {gpu: 1}\n",
 		     "15:17: models.m.resources.gpu: unknown key; allowed keys: gpu_memory, priority");
