@@ -1,9 +1,10 @@
 /*
  * comfy.h - the ComfyUI client: what the gateway says to a model server
- * (docs/comfyui.md). POST /prompt, POST /interrupt, GET /health, the /ws
- * session that reports a prompt's progress, and a result fetch (GET
- * /history/{id}, then GET /view for each output, copied into the output
- * store).
+ * (docs/comfyui.md). POST /prompt, POST /interrupt, POST /free, GET
+ * /health, the /ws session that reports a prompt's progress (and how far
+ * it got: comfy_progress_note), a result fetch (GET /history/{id}, then
+ * GET /view for each output, copied into the output store), and what an
+ * out-of-memory error looks like (comfy_is_oom).
  *
  * Every call carries a tag, an opaque number the caller chooses (the
  * runner passes the attempt it made the call for), and hands it back in
@@ -27,7 +28,7 @@ struct comfy_call;
 struct comfy_ws;
 struct comfy_fetch;
 
-/* ---- POST /prompt, POST /interrupt, GET /health ---- */
+/* ---- POST /prompt, POST /interrupt, POST /free, GET /health ---- */
 
 /*
  * The answer to POST /prompt: status 200 with the prompt id (borrowed for
@@ -61,15 +62,35 @@ typedef void (*comfy_health_fn)(void *ud, uint64_t tag, int health);
 struct comfy_call *comfy_health(const char *base_url, uint64_t timeout_ms, uint64_t tag,
 				comfy_health_fn cb, void *ud, struct err *err);
 
+/*
+ * POST base_url/free {"unload_models": u, "free_memory": f}, ComfyUI's own
+ * body: the server unloads its models (and with free_memory drops its
+ * execution cache too) once the prompt it runs, if any, is over. cb gets
+ * the HTTP status, 0 when no answer came within timeout_ms.
+ */
+typedef void (*comfy_status_fn)(void *ud, uint64_t tag, int status);
+struct comfy_call *comfy_free(const char *base_url, int unload_models, int free_memory,
+			      uint64_t timeout_ms, uint64_t tag, comfy_status_fn cb, void *ud,
+			      struct err *err);
+
 /* Cancels a call: its callback never runs. NULL does nothing. */
 void comfy_cancel(struct comfy_call *c);
+
+/*
+ * 1 when an execution_error (exception type and message, either NULL) is
+ * the GPU running out of memory, as PyTorch and ComfyUI word it (the texts
+ * are listed in comfy.c); 0 otherwise.
+ */
+int comfy_is_oom(const char *exc_type, const char *msg);
 
 /* ---- the /ws session ---- */
 
 enum comfy_event_type {
 	COMFY_EV_OTHER,       /* a message that concerns a prompt, of no interest */
 	COMFY_EV_STARTED,     /* execution_start */
-	COMFY_EV_PROGRESS,    /* progress: value of max */
+	COMFY_EV_PROGRESS,    /* progress: value of max (the steps of the node running) */
+	COMFY_EV_NODES,       /* progress_state: value = nodes finished, running = the
+				 running nodes' value/max added, max = nodes listed */
 	COMFY_EV_EXECUTED,    /* executed: an output node's UI dict (output) */
 	COMFY_EV_SUCCESS,     /* execution_success */
 	COMFY_EV_FINISHED,    /* executing with node null: the prompt is over */
@@ -81,7 +102,8 @@ enum comfy_event_type {
 struct comfy_event {
 	int type;                  /* enum comfy_event_type */
 	const char *prompt_id;     /* never NULL */
-	double value, max;         /* COMFY_EV_PROGRESS */
+	double value, max;         /* COMFY_EV_PROGRESS, COMFY_EV_NODES */
+	double running;            /* COMFY_EV_NODES */
 	struct json_object *output; /* COMFY_EV_EXECUTED: the UI dict; NULL when the server sent null */
 	const char *exc_type, *exc_msg; /* COMFY_EV_ERROR; may be NULL */
 };
@@ -105,6 +127,24 @@ void comfy_outputs_add(struct json_object *items, struct json_object *ui);
  */
 int comfy_ws_decode(const char *msg, size_t len, char *pid, size_t n, struct comfy_event *ev,
 		    struct json_object **doc);
+
+/*
+ * What the frames of one prompt said of its progress: the share of its
+ * nodes done (`progress_state`), and the steps of the node that reports
+ * them (`progress`), which carry the rest of the way from the nodes
+ * finished before it. Zeroed, then nodes set, for each prompt.
+ */
+struct comfy_progress {
+	double nodes; /* the prompt's node count (the workflow's) */
+	double base;  /* share of the nodes finished, at the last progress_state */
+	double done;  /* the same with the running nodes' share of their work */
+	double steps; /* at the last progress: base + (1 - base) x value / max */
+};
+/*
+ * Notes ev; returns the prompt's progress, 0..1 (the larger of done and
+ * steps), when ev is a progress or progress_state frame; -1 otherwise.
+ */
+double comfy_progress_note(struct comfy_progress *p, const struct comfy_event *ev);
 
 struct comfy_ws_cbs {
 	void (*on_open)(void *ud);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "comfy.h"
 #include "httpc.h"
@@ -80,12 +81,36 @@ void comfy_fetch_cancel(struct comfy_fetch *f)
 	fetch_free(f);
 }
 
+/*
+ * The kind of a saved file, by its extension first: ComfyUI's SaveVideo and
+ * SaveWEBM list their video under "images" (with "animated": [true]),
+ * SaveAnimatedWEBP and SaveAnimatedPNG their animation under "images" too,
+ * and VideoHelperSuite its MP4, GIF or WEBP under "gifs". An animated
+ * image stays an image (a page shows it in <img>).
+ */
+static const struct {
+	const char *ext, *kind;
+} ext_kinds[] = {
+	{".mp4", "video"}, {".webm", "video"}, {".mov", "video"}, {".mkv", "video"},
+	{".m4v", "video"}, {".avi", "video"},
+	{".flac", "audio"}, {".mp3", "audio"}, {".opus", "audio"}, {".wav", "audio"},
+	{".ogg", "audio"}, {".m4a", "audio"},
+	{".png", "image"}, {".webp", "image"}, {".gif", "image"}, {".jpg", "image"},
+	{".jpeg", "image"},
+};
+
 static const char *kind_of(const char *key, const char *filename)
 {
+	size_t n = strlen(filename);
+
+	for (size_t i = 0; i < sizeof ext_kinds / sizeof ext_kinds[0]; i++) {
+		size_t e = strlen(ext_kinds[i].ext);
+		if (n > e && strcasecmp(filename + n - e, ext_kinds[i].ext) == 0)
+			return ext_kinds[i].kind;
+	}
 	if (strcmp(key, "audio") == 0)
 		return "audio";
-	if (strcmp(key, "video") == 0 || strcmp(key, "gifs") == 0 ||
-	    util_ends_with(filename, ".mp4") || util_ends_with(filename, ".webm"))
+	if (strcmp(key, "video") == 0 || strcmp(key, "gifs") == 0)
 		return "video";
 	return "image";
 }

@@ -31,6 +31,7 @@
 #define PROBE_TIMEOUT_MS 2000
 #define HEALTH_INTERVAL_MS 5000
 #define HEALTH_FAILURES_MAX 3
+#define FREE_TIMEOUT_MS 10000 /* POST /free: ComfyUI only sets a flag, at once */
 #define WS_LOST_MS 5000 /* a closed /ws without an exit fails the runner after this (not scaled: engines report exits at their pace) */
 
 static unsigned runner_seq;
@@ -46,6 +47,7 @@ struct runner_seen {
 	int incomplete;              /* an executed frame without its output (cached) */
 	char *exc_type, *exc_msg;    /* execution_error, when one stopped the run */
 	struct json_object *items;   /* the output files executed frames named */
+	struct comfy_progress progress; /* from progress and progress_state frames */
 };
 
 static void seen_free(struct runner_seen *v)
@@ -148,6 +150,7 @@ static void maybe_free(struct runner *r)
 	free(r->prompt_id);
 	free(r->local_out);
 	seen_free(r->seen);
+	json_object_put(r->deferred);
 	free(r);
 }
 
@@ -168,6 +171,41 @@ static int current(const struct runner *r, uint64_t tag, const char *what)
 		return 1;
 	log_debug("stale answer dropped runner=%s what=%s", r->id, what);
 	return 0;
+}
+
+static void send_prompt(struct runner *r, struct json_object *workflow);
+
+/* The answer to POST /free: the job waiting for it (if any) sends its prompt now. */
+static void on_freed(void *ud, uint64_t tag, int status)
+{
+	struct runner *r = ud;
+	struct json_object *workflow = r->deferred;
+
+	r->freeing = NULL;
+	r->deferred = NULL;
+	if (status != 200)
+		log_warn("free not accepted runner=%s model=%s status=%d", r->id, r->model->id,
+			 status);
+	if (workflow && (r->state == RUNNER_BUSY || r->state == RUNNER_DRAINING))
+		send_prompt(r, workflow);
+	else
+		json_object_put(workflow); /* stopping: its job goes back to the queue at the exit */
+}
+
+/* free_after_job: after a job the server ran, not a refused one, nor when the runner goes. */
+static void free_after_job(struct runner *r, int kind)
+{
+	struct err e = {0};
+
+	if ((!r->model->free_unload_models && !r->model->free_memory) || r->freeing ||
+	    r->state != RUNNER_READY || kind == RUNNER_ERR_REJECTED ||
+	    kind == RUNNER_ERR_TRANSPORT || kind == RUNNER_ERR_LOST)
+		return;
+	r->freeing = comfy_free(r->base_url, r->model->free_unload_models, r->model->free_memory,
+				FREE_TIMEOUT_MS, 0, on_freed, r, &e);
+	if (r->freeing == NULL)
+		log_warn("free not sent runner=%s model=%s err=%s", r->id, r->model->id,
+			 log_q(e.msg));
 }
 
 /*
@@ -201,12 +239,15 @@ static void end_job(struct runner *r, int kind, struct json_object *outputs, con
 	}
 	comfy_fetch_cancel(r->fetch);
 	r->fetch = NULL;
+	json_object_put(r->deferred);
+	r->deferred = NULL;
 	uv_timer_stop(&r->watchdog);
 	r->last_used_ms = util_now_ms();
 	if (r->state == RUNNER_BUSY)
 		set_state(r, RUNNER_READY);
 	else if (r->state == RUNNER_DRAINING)
 		runner_stop(r, "drained");
+	free_after_job(r, kind);
 	if (kind < 0)
 		r->cb.on_done(r, ticket, outputs, r->ud);
 	else
@@ -256,10 +297,22 @@ static void on_watchdog(uv_timer_t *t)
 	runner_fail(r, "model server stopped making progress (hang watchdog)");
 }
 
-void runner_assign(struct runner *r, const struct runner_job *job)
+/* POST /prompt of the job the runner holds; takes workflow. */
+static void send_prompt(struct runner *r, struct json_object *workflow)
 {
 	struct err e = {0};
 
+	r->submit = comfy_submit(r->base_url, r->id, r->prompt_id, workflow, r->gen, on_submitted,
+				 r, &e);
+	json_object_put(workflow);
+	if (r->submit == NULL) {
+		end_job(r, RUNNER_ERR_TRANSPORT, NULL, NULL, e.msg);
+		runner_fail(r, "model server unreachable");
+	}
+}
+
+void runner_assign(struct runner *r, const struct runner_job *job)
+{
 	r->ticket = job->ticket;
 	r->gen++;
 	snprintf(r->job_id, sizeof r->job_id, "%s", job->job_id);
@@ -270,19 +323,17 @@ void runner_assign(struct runner *r, const struct runner_job *job)
 	seen_free(r->seen);
 	r->seen = xcalloc(1, sizeof *r->seen);
 	r->seen->items = json_object_new_array();
+	r->seen->progress.nodes = (double)json_object_object_length(job->workflow);
 	r->last_used_ms = util_now_ms();
 	set_state(r, RUNNER_BUSY);
 	if (r->model->step_timeout_ms > 0) {
 		uint64_t w = scaled(r, r->model->step_timeout_ms);
 		uv_timer_start(&r->watchdog, on_watchdog, w, w);
 	}
-	r->submit = comfy_submit(r->base_url, r->id, r->prompt_id, job->workflow, r->gen,
-				 on_submitted, r, &e);
-	json_object_put(job->workflow);
-	if (r->submit == NULL) {
-		end_job(r, RUNNER_ERR_TRANSPORT, NULL, NULL, e.msg);
-		runner_fail(r, "model server unreachable");
-	}
+	if (r->freeing)
+		r->deferred = job->workflow; /* sent when POST /free has answered */
+	else
+		send_prompt(r, job->workflow);
 }
 
 void runner_interrupt(struct runner *r)
@@ -384,6 +435,7 @@ static void fetch_result(struct runner *r)
 static void on_ws_event(void *ud, const struct comfy_event *ev)
 {
 	struct runner *r = ud;
+	double frac;
 
 	if (r->ticket == 0 || r->prompt_id == NULL || strcmp(ev->prompt_id, r->prompt_id) != 0)
 		return; /* another client's prompt, or one of an earlier job */
@@ -396,8 +448,9 @@ static void on_ws_event(void *ud, const struct comfy_event *ev)
 		return;
 	}
 	report_running(r);
-	if (ev->type == COMFY_EV_PROGRESS && r->ticket != 0)
-		r->cb.on_progress(r, r->ticket, ev->value, ev->max, r->ud);
+	frac = r->seen ? comfy_progress_note(&r->seen->progress, ev) : -1;
+	if (frac >= 0 && r->ticket != 0)
+		r->cb.on_progress(r, r->ticket, frac, 1, r->ud);
 }
 
 static void start_health(struct runner *r);
@@ -554,6 +607,8 @@ static void release(struct runner *r)
 	r->stale = NULL;
 	comfy_fetch_cancel(r->fetch);
 	r->fetch = NULL;
+	comfy_cancel(r->freeing); /* a job waiting on it has ended (end_job); maybe_free puts any */
+	r->freeing = NULL;
 	if (r->ws)
 		comfy_ws_close(r->ws);
 	if (!uv_is_closing((uv_handle_t *)&r->timer)) {

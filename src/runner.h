@@ -21,6 +21,10 @@
  * after its job ended (a late POST /prompt reply, a frame, a /history) is
  * dropped with a debug line and never reported.
  *
+ * With the model's free_after_job, each job the model server ran is
+ * followed by POST /free; the next job's prompt waits for its answer, so
+ * the server has the request before the next prompt.
+ *
  * Reports, in order for one job: on_running (once), on_progress (any),
  * then exactly one of on_done and on_job_error; on_job_error with
  * RUNNER_ERR_LOST when the runner fails while it holds the job. on_gone
@@ -138,6 +142,8 @@ struct runner {
 	struct comfy_call *stale;      /* a POST whose prompt ended before its reply */
 	uint64_t stale_gen;
 	struct comfy_fetch *fetch;
+	struct comfy_call *freeing;    /* POST /free after the last job (free_after_job) */
+	struct json_object *deferred;  /* the job's bound workflow, sent once that answered */
 	uv_timer_t timer;              /* start probes and start timeout */
 	uv_timer_t watchdog;           /* no message while busy for step_timeout */
 	uv_timer_t health;             /* periodic probe while ready */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comfy.h"
 #include "estimate.h"
 #include "job.h"
 #include "json.h"
@@ -241,10 +242,10 @@ void sched__on_done(struct runner *r, uint64_t ticket, struct json_object *outpu
 
 /* ---- errors ---- */
 
+/* The model server's error is the GPU out of memory (PyTorch's texts: comfy_is_oom). */
 static int is_oom(const char *exc_type, const char *detail)
 {
-	return (exc_type && strstr(exc_type, "OutOfMemory")) ||
-	       (detail && strstr(detail, "out of memory"));
+	return comfy_is_oom(exc_type, detail);
 }
 
 /*

@@ -89,9 +89,24 @@ static const char *state_name(void)
 	}
 }
 
+/*
+ * FNRUN_WORKER_NO_HEALTH (any value) in the environment: no GET /health,
+ * which answers 404 as on a real ComfyUI (it has no such route), so that
+ * the gateway's start and health probes can be tested as ComfyUI meets
+ * them. Read once, when the routes start.
+ */
+static int no_health;
+
 static void on_health(struct http_req *req)
 {
-	struct json_object *o = json_object_new_object();
+	static const char not_found[] = "404: Not Found";
+	struct json_object *o;
+
+	if (no_health) {
+		http_reply(req, 404, "text/plain; charset=utf-8", not_found, sizeof not_found - 1);
+		return;
+	}
+	o = json_object_new_object();
 
 	json_put(o, "status", json_str(state_name()));
 	json_put(o, "model", json_str(worker.model));
@@ -346,18 +361,54 @@ static void on_interrupt(struct http_req *req)
 	reply_empty(req, 200);
 }
 
+/*
+ * POST /free as ComfyUI takes it: the flags are set and acted on when no
+ * prompt runs, at once or after the running one (ComfyUI's prompt worker
+ * reads them between queue items). unload_models drops what the model
+ * holds (vram_used, loaded again by the next prompt); free_memory unloads
+ * too and drops the execution cache (ComfyUI: flags.get("unload_models",
+ * free_memory), then e.reset()).
+ */
+static struct {
+	uv_check_t check; /* after each loop turn while flags wait on a running prompt */
+	int check_open;
+	int unload, memory;
+} frees;
+
+static void free_apply(void)
+{
+	log_info("free unload_models=%d free_memory=%d", frees.unload, frees.memory);
+	worker.vram_used = 0;
+	if (frees.memory)
+		run_cache_clear();
+	frees.unload = frees.memory = 0;
+}
+
+static void on_free_check(uv_check_t *h)
+{
+	if (worker.running != NULL)
+		return;
+	uv_check_stop(h);
+	free_apply();
+}
+
 static void on_free(struct http_req *req)
 {
 	struct json_object *body = body_json(req);
 
 	if (body == NULL)
 		return;
-	if ((json_get_bool(body, "unload_models", 0) || json_get_bool(body, "free_memory", 0)) &&
-	    worker.running == NULL)
-		worker.vram_used = 0;
-	if (json_get_bool(body, "free_memory", 0) && worker.running == NULL)
-		run_cache_clear();
+	frees.unload |= json_get_bool(body, "unload_models", 0);
+	frees.memory |= json_get_bool(body, "free_memory", 0);
 	json_object_put(body);
+	if ((frees.unload || frees.memory) && worker.running == NULL) {
+		free_apply();
+	} else if (frees.unload || frees.memory) {
+		if (!frees.check_open)
+			uv_check_init(worker.loop, &frees.check);
+		frees.check_open = 1;
+		uv_check_start(&frees.check, on_free_check);
+	}
 	reply_empty(req, 200);
 }
 
@@ -497,5 +548,6 @@ struct http_server *worker_http_start(const char *host, int port, struct err *er
 		.origin_guard = 1,
 	};
 
+	no_health = getenv("FNRUN_WORKER_NO_HEALTH") != NULL;
 	return http_server_new(worker.loop, &cfg, err);
 }
