@@ -23,6 +23,7 @@
 #define GROWTH_RENORM 30.0          /* doublings before the scaled cells are renormalised */
 #define PROFILE_CONF_S 3600.0       /* seconds observed in a bucket for half confidence */
 #define PROFILE_WEIGHT 0.6          /* the profile's share at full confidence */
+#define DAY_POOL_CONF 0.5           /* an hour of other days counts half its own hour's */
 #define FAST_SHARE 0.6              /* of the rest: the 5-min rate's share, the 1-h rate has 0.4 */
 #define MIN_CORRECTION 0.1          /* the start-up correction never divides by less */
 #define NAME_MAX_LEN 160
@@ -35,6 +36,7 @@ struct dkey {
 	double n;                     /* arrivals, growth-scaled (transition clock) */
 	double trans_in;              /* arrivals that followed another job of their user, same */
 	double next[DEMAND_MAX_KEYS]; /* jobs of this key followed by key b, same */
+	double lag[DEMAND_MAX_KEYS];  /* their delays summed, seconds, same: mean = lag / next */
 };
 
 struct duser {
@@ -88,8 +90,10 @@ static void renorm_trans(struct demand *d, double f)
 		struct dkey *e = &d->keys[k];
 		e->n *= f;
 		e->trans_in *= f;
-		for (size_t b = 0; b < d->nkeys; b++)
+		for (size_t b = 0; b < d->nkeys; b++) {
 			e->next[b] *= f;
+			e->lag[b] *= f;
+		}
 	}
 }
 
@@ -235,6 +239,7 @@ static void count_session(struct demand *d, int k, int64_t t, const char *user)
 	u = user_slot(d, h, &found);
 	if (found && u->t <= t && t - u->t <= d->window_ms) {
 		d->keys[u->key].next[k] += g_at(&d->gt, u->t);
+		d->keys[u->key].lag[k] += g_at(&d->gt, u->t) * (double)(t - u->t) / 1000.0;
 		d->keys[k].trans_in += g_at(&d->gt, t);
 	}
 	if (!found || t >= u->t)
@@ -277,25 +282,53 @@ static double expo_real(const struct demand *d, int h, int64_t now)
 }
 
 /*
+ * The profile in hour h of the week: its own bucket when it was observed,
+ * else the same hour of the other days of the week pooled (yesterday at
+ * this hour says more than nothing: a trace of two days, a new week day),
+ * their exposure counted at DAY_POOL_CONF. *rate gets jobs/s, *seen_s the
+ * seconds that back it (decayed to now); returns -1 when neither was seen.
+ */
+static int bucket_rate(const struct demand *d, const struct dkey *e, int h, int64_t now,
+		       double *rate, double *seen_s)
+{
+	double n = 0, x = 0, real = 0;
+
+	if (d->expo[h] > 0) {
+		*rate = e->prof[h] / d->expo[h];
+		*seen_s = expo_real(d, h, now);
+		return 0;
+	}
+	for (int b = h % 24; b < DEMAND_HOURS; b += 24) {
+		n += e->prof[b];
+		x += d->expo[b];
+		real += expo_real(d, b, now);
+	}
+	if (x <= 0)
+		return -1;
+	*rate = n / x;
+	*seen_s = real * DAY_POOL_CONF;
+	return 0;
+}
+
+/*
  * The profile's rate over [now, now + horizon): the buckets it crosses,
- * each by its share of the horizon; buckets never observed are skipped.
- * *conf gets the confidence (0..1) of what was used.
+ * each by its share of the horizon (bucket_rate()); hours never observed
+ * are skipped. *conf gets the confidence (0..1) of what was used.
  */
 static double profile_over(const struct demand *d, const struct dkey *e, int64_t now,
 			   int64_t horizon, double *conf)
 {
-	double sum = 0, weight = 0, seen = 0;
+	double sum = 0, weight = 0, seen = 0, r, s;
 	int64_t t = now, end = now + (horizon > 0 ? horizon : 1);
 
 	*conf = 0;
 	for (int i = 0; t < end && i < DEMAND_HOURS; i++) {
 		int64_t next = (t / HOUR_MS + 1) * HOUR_MS;
-		int h = demand_hour_of_week(t);
 		double w = (double)((next < end ? next : end) - t);
-		if (d->expo[h] > 0) {
-			sum += w * e->prof[h] / d->expo[h];
+		if (bucket_rate(d, e, demand_hour_of_week(t), now, &r, &s) == 0) {
+			sum += w * r;
 			weight += w;
-			seen += w * expo_real(d, h, now);
+			seen += w * s;
 		}
 		t = next;
 	}
@@ -316,25 +349,48 @@ double demand_transition(const struct demand *d, const char *fa, const char *qa,
 	return d->keys[a].next[b] / d->keys[a].n;
 }
 
-/* Follow-ups of key b expected in [now, now + horizon) from the users active now. */
+/*
+ * The share of a follow-up's delays below x seconds: an exponential of
+ * the pair's mean delay, cut at the window (delays past it are not
+ * follow-ups).
+ */
+static double lag_cdf(double x, double mean_s, double window_s)
+{
+	if (x <= 0)
+		return 0;
+	if (x >= window_s)
+		return 1;
+	return (1 - exp(-x / mean_s)) / (1 - exp(-window_s / mean_s));
+}
+
+/*
+ * Follow-ups of key b expected in [now, now + horizon) from the users
+ * active now: a user whose last job, of key a, was e seconds ago brings
+ * one with P(a -> b) x the share of the pair's delays in [e, e + horizon),
+ * given that none came in the first e seconds.
+ */
 static double follow_ups(const struct demand *d, int b, int64_t now, int64_t horizon)
 {
-	double sum = 0;
+	double sum = 0, w = (double)d->window_ms / 1000.0;
 
 	for (size_t i = 0; i < DEMAND_USERS; i++) {
 		const struct duser *u = &d->users[i];
 		const struct dkey *a;
-		int64_t end, from, to;
+		double p, mean, e, before, in;
 		if (u->hash == 0 || u->t + d->window_ms <= now)
 			continue;
 		a = &d->keys[u->key];
 		if (a->n <= 0 || a->next[b] <= 0)
 			continue;
-		end = u->t + d->window_ms;
-		from = now > u->t ? now : u->t;
-		to = end < now + horizon ? end : now + horizon;
-		if (to > from)
-			sum += a->next[b] / a->n * (double)(to - from) / (double)d->window_ms;
+		p = a->next[b] / a->n;
+		mean = a->lag[b] / a->next[b];
+		if (mean < 1)
+			mean = 1;
+		e = now > u->t ? (double)(now - u->t) / 1000.0 : 0;
+		before = lag_cdf(e, mean, w);
+		in = lag_cdf(e + (double)horizon / 1000.0, mean, w) - before;
+		if (in > 0 && p * before < 1)
+			sum += p * in / (1 - p * before);
 	}
 	return sum;
 }
@@ -370,11 +426,11 @@ double demand_predict(const struct demand *d, const char *fn, const char *q, int
 double demand_profile_rate(const struct demand *d, const char *fn, const char *q, int64_t t)
 {
 	int k = key_find(d, fn, q);
-	int h = demand_hour_of_week(t);
+	double r, s;
 
-	if (k < 0 || d->expo[h] <= 0)
+	if (k < 0 || bucket_rate(d, &d->keys[k], demand_hour_of_week(t), t, &r, &s) < 0)
 		return -1;
-	return d->keys[k].prof[h] / d->expo[h];
+	return r;
 }
 
 /* ---- saving: rows of text ---- */
@@ -456,7 +512,8 @@ static int row_trans(const struct demand *d, const struct dkey *e, int64_t now, 
 		int n;
 		if (e->next[b] <= 0 || !savable(to->fn) || !savable(to->q))
 			continue;
-		n = snprintf(cell, sizeof cell, "%s|%s=%.4g;", to->fn, to->q, e->next[b] / gt);
+		n = snprintf(cell, sizeof cell, "%s|%s=%.4g:%.4g;", to->fn, to->q, e->next[b] / gt,
+			     e->lag[b] / gt);
 		if (n < 0 || len + (size_t)n >= nval)
 			break;
 		memcpy(val + len, cell, (size_t)n + 1);
@@ -564,8 +621,15 @@ static int load_trans(struct demand *d, int k, const char *val)
 		if (semi == NULL)
 			return -1;
 		b = key_named(d, p, (size_t)(eq - p));
-		if (b >= 0)
-			d->keys[k].next[b] = strtod(eq + 1, NULL) * g_at(&d->gt, at);
+		if (b >= 0) {
+			char *colon;
+			double n = strtod(eq + 1, &colon);
+			/* "N:L", the count and its delays; a row without delays: half the window */
+			double lag = *colon == ':' ? strtod(colon + 1, NULL)
+						   : n * (double)d->window_ms / 2000.0;
+			d->keys[k].next[b] = n * g_at(&d->gt, at);
+			d->keys[k].lag[b] = lag * g_at(&d->gt, at);
+		}
 		p = semi + 1;
 	}
 	return 0;

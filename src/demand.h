@@ -13,10 +13,13 @@
  *    corrected for the time observed so far (1 - 2^(-observed / half));
  *  - a 168-bucket hour-of-week profile: decayed arrivals per bucket over
  *    the decayed time observed in that bucket (both with half-life
- *    DEMAND_PROFILE_HALF_MS), so a bucket never seen says nothing;
+ *    DEMAND_PROFILE_HALF_MS); an hour of the week never seen takes the
+ *    same hour of the other days pooled, at half the confidence, and an
+ *    hour seen on no day says nothing;
  *  - transitions: for each pair (A, B), the decayed count of jobs of A
  *    whose user's next job, within window_ms, was of B; P(A -> B) is
- *    that over A's decayed count (half-life DEMAND_TRANS_HALF_MS). The
+ *    that over A's decayed count (half-life DEMAND_TRANS_HALF_MS), and
+ *    their delays' decayed sum, whose mean shapes when B is expected. The
  *    last key and time of DEMAND_USERS recent users are kept in a fixed
  *    table (users are hashed; a new user evicts the older of two slots).
  *
@@ -80,7 +83,8 @@ void demand_advance(struct demand *d, int64_t now_ms);
  * the rate mix (profile 0.6 x its confidence, the rest 60/40 between the
  * 5-min and 1-h rates) times the horizon, less the share of arrivals that
  * were follow-ups, plus the follow-ups expected from users active now
- * (P(A -> B) x the part of their window inside the horizon / window).
+ * (P(A -> B) x the chance that the delay, exponential of the pair's mean
+ * and cut at the window, lands in the horizon given it did not land yet).
  * 0 for an unknown key. out (may be NULL) gets the parts.
  */
 double demand_predict(const struct demand *d, const char *function, const char *quality,
@@ -90,7 +94,7 @@ double demand_predict(const struct demand *d, const char *function, const char *
 double demand_transition(const struct demand *d, const char *fa, const char *qa, const char *fb,
 			 const char *qb);
 
-/* Jobs/s the profile says for the hour of t_ms; -1 when that hour was never observed. */
+/* Jobs/s the profile says for the hour of t_ms (else that hour on other days); -1: never seen. */
 double demand_profile_rate(const struct demand *d, const char *function, const char *quality,
 			   int64_t t_ms);
 

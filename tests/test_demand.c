@@ -119,7 +119,34 @@ START_TEST(profile_peak_hour)
 }
 END_TEST
 
-/* A bucket never observed says nothing. */
+/*
+ * One Monday: hour 14 gets 60 jobs, every other hour 6. On Tuesday (its
+ * hours of the week never seen) the profile takes Monday's hours.
+ */
+START_TEST(profile_from_other_days)
+{
+	struct demand *d = demand_new(0);
+	int64_t end = MONDAY + DAY_MS, tue = end;
+	struct demand_estimate e;
+
+	for (int64_t h = MONDAY; h < end; h += HOUR_MS) {
+		int n = demand_hour_of_week(h) == 14 ? 60 : 6;
+		for (int i = 0; i < n; i++)
+			demand_record(d, h + (HOUR_MS * i) / n, "Create Image", "low", NULL);
+	}
+	demand_advance(d, end);
+	ck_assert_msg(near(demand_profile_rate(d, "Create Image", "low", tue + 14 * HOUR_MS),
+			   60.0 / 3600, 0.1), "Tuesday 14:00 from Monday's");
+	ck_assert_msg(near(demand_profile_rate(d, "Create Image", "low", tue + 3 * HOUR_MS),
+			   6.0 / 3600, 0.1), "Tuesday 03:00 from Monday's");
+	demand_predict(d, "Create Image", "low", tue + 14 * HOUR_MS, 10 * MIN_MS, &e);
+	ck_assert_msg(near(e.rate_profile, 60.0 / 3600, 0.1), "profile over 14:00-14:10 %.5f",
+		      e.rate_profile);
+	demand_free(d);
+}
+END_TEST
+
+/* A bucket never observed, on any day, says nothing. */
 START_TEST(profile_unknown_hour)
 {
 	struct demand *d = demand_new(0);
@@ -163,12 +190,19 @@ START_TEST(transition_probability)
 }
 END_TEST
 
-/* A new user's image now: 0.6 videos expected within the window, 0.3 in half of it. */
+/*
+ * A new user's image now: P = P(image -> video) (0.6, a little less with
+ * the newcomer's own image counted) videos expected within the window;
+ * the delays' mean is 2 min, so in its first 5 min P x F(5), F(x) =
+ * (1 - e^-x/2) / (1 - e^-5); 3 min on, none yet, in the next 2 min
+ * P x (F(5) - F(3)) / (1 - P x F(3)).
+ */
 START_TEST(transition_predicts_follow_up)
 {
 	struct demand *d = demand_new(10 * MIN_MS);
 	int64_t later = MONDAY + 3 * DAY_MS; /* every scripted user's window is long over */
 	struct demand_estimate full, half;
+	double f5 = (1 - exp(-2.5)) / (1 - exp(-5)), f3 = (1 - exp(-1.5)) / (1 - exp(-5)), p, want;
 
 	scripted_sessions(d, MONDAY);
 	demand_record(d, later, "Create Image", "high", "newcomer");
@@ -176,8 +210,14 @@ START_TEST(transition_predicts_follow_up)
 	demand_predict(d, "Create Video", "high", later, 5 * MIN_MS, &half);
 	ck_assert_msg(fabs(full.transitions - 0.6) < 0.03, "follow-ups %.4f, want 0.6",
 		      full.transitions);
-	ck_assert_msg(fabs(half.transitions - 0.3) < 0.02, "follow-ups %.4f, want 0.3",
-		      half.transitions);
+	p = demand_transition(d, "Create Image", "high", "Create Video", "high");
+	want = p * f5;
+	ck_assert_msg(fabs(half.transitions - want) < 0.002, "follow-ups %.4f, want %.4f",
+		      half.transitions, want);
+	demand_predict(d, "Create Video", "high", later + 3 * MIN_MS, 2 * MIN_MS, &half);
+	want = p * (f5 - f3) / (1 - p * f3);
+	ck_assert_msg(fabs(half.transitions - want) < 0.002, "follow-ups 3 min on %.4f, want %.4f",
+		      half.transitions, want);
 	/* Every video was a follow-up: its base rate is not counted twice. */
 	ck_assert_msg(full.trans_share > 0.99, "share %.3f", full.trans_share);
 	ck_assert_msg(full.recent < 0.01, "recent %.4f", full.recent);
@@ -245,6 +285,13 @@ START_TEST(save_load_round_trip)
 			   demand_transition(d, "Create Image", "high", "Create Video", "high")) <
 			      0.01,
 		      "the transition survives");
+	/* and its delays: a newcomer's image predicts the same follow-ups */
+	demand_record(d, now, "Create Image", "high", "newcomer");
+	demand_record(r, now, "Create Image", "high", "newcomer");
+	demand_predict(d, "Create Video", "high", now, 4 * MIN_MS, &a);
+	demand_predict(r, "Create Video", "high", now, 4 * MIN_MS, &b);
+	ck_assert_msg(a.transitions > 0.3 && fabs(a.transitions - b.transitions) < 0.01,
+		      "follow-ups %.4f saved, %.4f loaded", a.transitions, b.transitions);
 	demand_free(d);
 	demand_free(r);
 }
@@ -259,6 +306,7 @@ Suite *suite_demand(void)
 	tcase_add_test(tc, constant_rate_regular);
 	tcase_add_test(tc, constant_rate_poisson);
 	tcase_add_test(tc, profile_peak_hour);
+	tcase_add_test(tc, profile_from_other_days);
 	tcase_add_test(tc, profile_unknown_hour);
 	tcase_add_test(tc, transition_probability);
 	tcase_add_test(tc, transition_predicts_follow_up);
