@@ -33,7 +33,7 @@ void pw_value(const struct pw_model *m, const struct pw_config *c, double *benef
 {
 	double h_s = (double)m->horizon_ms / 1000.0, p = m->predicted > 0 ? m->predicted : 0;
 
-	*benefit = (1 - exp(-p)) * m->cold_start_s;
+	*benefit = (1 - exp(-p)) * (m->cold_start_s + c->cold_penalty_s);
 	*cost = c->price * (double)m->gpu_memory / GIB * h_s;
 }
 
@@ -88,11 +88,18 @@ static void say_value(struct pw_decision *d, const struct pw_model *m, const str
 	if (d == NULL)
 		return;
 	snprintf(d->reason, sizeof d->reason,
-		 "%.2f jobs expected in %.0f s: benefit %.1f job-s (P(any) %.2f x cold start "
-		 "%.1f s) %s cost %.1f (%.4f x %.1f GiB x %.0f s)",
+		 "%.2f jobs expected in %.0f s: benefit %.1f job-s (P(any) %.2f x (cold start "
+		 "%.1f s + %.0f s)) %s cost %.1f (%.4f x %.1f GiB x %.0f s)",
 		 m->predicted, (double)m->horizon_ms / 1000.0, d->benefit_s,
-		 1 - exp(-(m->predicted > 0 ? m->predicted : 0)), m->cold_start_s, verdict,
+		 1 - exp(-(m->predicted > 0 ? m->predicted : 0)), m->cold_start_s, c->cold_penalty_s,
+		 verdict,
 		 d->cost_s, c->price, (double)m->gpu_memory / GIB, (double)m->horizon_ms / 1000.0);
+}
+
+/* 1 when runner i is due for the idle stop. */
+static int due(const struct pw_model *m, const struct pw_config *c, size_t i)
+{
+	return m->runners[i].due || idle_ms(m, c, i) >= m->idle_timeout_ms;
 }
 
 /* The idle runners due for the idle stop: keep at most one when demand says so. */
@@ -104,7 +111,7 @@ static void keep_or_stop(const struct pw_model *m, const struct pw_config *c, do
 
 	/* Keep the one used last: it has waited least. */
 	for (size_t i = 0; i < m->nrunners; i++)
-		if (may_stop(m, i) && idle_ms(m, c, i) >= m->idle_timeout_ms &&
+		if (may_stop(m, i) && due(m, c, i) &&
 		    (best == m->nrunners || m->runners[i].idle_since_ms > m->runners[best].idle_since_ms))
 			best = i;
 	if (best < m->nrunners && worth(m, b, cost)) {
@@ -114,11 +121,11 @@ static void keep_or_stop(const struct pw_model *m, const struct pw_config *c, do
 	for (size_t i = 0; !kept && i < m->nrunners; i++) {
 		int64_t idle = idle_ms(m, c, i);
 		int unused = m->runners[i].unused;
-		if (!may_stop(m, i) || idle < c->min_idle_ms || idle >= m->idle_timeout_ms ||
-		    alive <= m->min_instances || b * (unused ? 1 : 2) >= cost)
+		if (!may_stop(m, i) || idle < c->min_idle_ms || due(m, c, i) ||
+		    alive <= m->min_instances || b * 2 >= cost)
 			continue;
 		say_value(add(out, max, n, PW_EARLY_STOP, PW_STOP, (int)i, b, cost), m, c,
-			  unused ? "< (no job yet)" : "< half the");
+			  unused ? "< half (a pre-warm, no job yet) the" : "< half the");
 		alive--;
 	}
 }
@@ -161,7 +168,7 @@ static int calm(const struct pw_model *m, const struct pw_config *c)
 static void scale_down(const struct pw_model *m, const struct pw_config *c,
 		       struct pw_decision *out, size_t max, size_t *n)
 {
-	int alive = live(m), floor = needed(m);
+	int alive = live(m), floor = needed(m), held = 0;
 	size_t longest = m->nrunners;
 	struct pw_decision *d;
 
@@ -172,7 +179,13 @@ static void scale_down(const struct pw_model *m, const struct pw_config *c,
 			continue;
 		if (longest == m->nrunners || m->runners[i].idle_since_ms < m->runners[longest].idle_since_ms)
 			longest = i;
-		if (!calm(m, c) && idle_ms(m, c, i) >= m->idle_timeout_ms) {
+		/*
+		 * Hold what scaling added, not the last runner: its idle stop is
+		 * the plain idle_timeout's (or the pre-warm policy's), or a model
+		 * whose few jobs waited for cold starts would keep it for hours.
+		 */
+		if (!calm(m, c) && due(m, c, i) && held < alive - 1) {
+			held++;
 			d = add(out, max, n, PW_SCALE_HOLD, PW_KEEP, (int)i, 0, 0);
 			if (d)
 				snprintf(d->reason, sizeof d->reason,

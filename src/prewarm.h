@@ -6,8 +6,13 @@
  *
  * The rule of benefit against cost. Over the horizon H (seconds), with p
  * the jobs the demand model expects (demand.h):
- *     benefit = (1 - e^-p) x cold_start_s      job-seconds of waiting saved:
- *                                              the first arrival finds a warm runner
+ *     benefit = (1 - e^-p) x (cold_start_s + penalty)
+ *                                              what the first arrival is spared by a
+ *                                              warm runner: the cold start's seconds,
+ *                                              and a fixed PW_COLD_PENALTY_S for having
+ *                                              to wait at all (a user watching "starting
+ *                                              up" feels a 10 s start as more than a
+ *                                              quarter of a 40 s one)
  *     cost    = price x GiB x H                GPU memory held for H, priced in
  *                                              job-seconds per GiB-second
  * One warm runner is worth holding when benefit >= cost and p >= PW_MIN_JOBS.
@@ -20,16 +25,17 @@
  *    kept while it is worth holding (at most one per model).
  *  - PW_EARLY_STOP: its idle runner, idle at least min_idle_ms, above
  *    min_instances, stops before idle_timeout when benefit < cost / 2
- *    (the half is the hysteresis between keeping and stopping); a runner
- *    that has taken no job since it was ready (a pre-warm that missed so
- *    far) already when benefit < cost: it was started on a prediction,
- *    and is not kept on a weaker one.
+ *    (the half is the hysteresis between keeping and stopping; a pre-warm
+ *    that has taken no job yet included: stopped at the first dip below
+ *    the cost, it would be started again at the next rise, cold).
  *  - PW_SCALE_UP (target_wait_ms > 0): jobs queued and the oldest has
  *    waited, or recent jobs waited on average, more than the target: one
  *    more runner (none starting, under max_instances, in free memory).
  *  - PW_SCALE_HOLD: a runner of an autoscaled model due for the idle stop
  *    is kept while the recent wait is at or above down_ratio x target or
- *    the last scale change is younger than hold_ms.
+ *    the last scale change is younger than hold_ms; never the model's last
+ *    runner (the wait of a model with few jobs is mostly cold starts, not
+ *    a lack of runners).
  *  - PW_SCALE_DOWN: nothing queued, recent wait below down_ratio x
  *    target, hold_ms since the last scale change, and more runners than
  *    min_instances, one, and the concurrency the demand needs (p x run_s /
@@ -46,7 +52,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PW_PRICE 0.0025       /* job-seconds of waiting one GiB-second of GPU memory is worth */
+#define PW_PRICE 0.004        /* job-seconds of waiting one GiB-second of GPU memory is worth */
+#define PW_COLD_PENALTY_S 20.0 /* what waiting for a start at all weighs, beyond its seconds */
 #define PW_MIN_JOBS 0.05      /* expected jobs in the horizon below which nothing is held */
 #define PW_HOLD_MS 60000      /* least time between scale changes (hysteresis) */
 #define PW_DOWN_RATIO 0.5     /* scale down only below this share of the target */
@@ -65,6 +72,7 @@ struct pw_runner {
 	int64_t idle_since_ms; /* idle: when it last ended a job (or became ready) */
 	int external;          /* never stopped */
 	int unused;            /* ready, and has taken no job yet */
+	int due;               /* its idle stop is due (idle_timeout on the scheduler's clock) */
 };
 
 struct pw_model {
@@ -91,6 +99,7 @@ struct pw_config {
 	int64_t now_ms;
 	int64_t free_bytes;       /* GPU memory that fits a runner now (the roomiest GPU) */
 	double price;             /* PW_PRICE */
+	double cold_penalty_s;    /* PW_COLD_PENALTY_S */
 	int64_t hold_ms;          /* PW_HOLD_MS */
 	double down_ratio;        /* PW_DOWN_RATIO */
 	int64_t min_idle_ms;      /* PW_MIN_IDLE_MS */

@@ -49,6 +49,7 @@ static struct {
 	struct demand *d;      /* NULL until the first arrival or tick */
 	int loaded;            /* the saved state was read (or rebuilt) */
 	int64_t next_tick_ms;  /* wall clock */
+	int64_t last_tick_ms;  /* wall clock of the last tick that ran */
 	int64_t saved_ms;      /* wall clock */
 } pw;
 
@@ -174,6 +175,13 @@ void sched__prewarm_dispatched(struct mstate *m, const struct sjob *sj)
 
 /* ---- the snapshot of one model ---- */
 
+/* When sr is due for its idle stop by idle_timeout alone (wall clock). */
+static int64_t idle_due(const struct srunner *sr)
+{
+	return sr->r->last_used_ms +
+	       (int64_t)((double)sr->m->model->idle_timeout_ms * server.cfg.time_scale);
+}
+
 static int pw_state(const struct srunner *sr)
 {
 	switch (sr->r->state) {
@@ -259,7 +267,8 @@ static size_t snapshot(const struct mstate *m, int64_t now, struct pw_model *pm,
 		rs[n] = (struct pw_runner){pw_state(sr), dclock(sr->r->last_used_ms),
 					   m->model->runtime == REG_RUNTIME_EXTERNAL,
 					   sr->r->ready_ms > 0 && sr->job == NULL &&
-						   sr->r->last_used_ms <= sr->r->ready_ms};
+						   sr->r->last_used_ms <= sr->r->ready_ms,
+					   now >= idle_due(sr)};
 		srs[n] = sr;
 	}
 	*pm = (struct pw_model){
@@ -377,12 +386,14 @@ static void tick_model(struct mstate *m, const struct pw_config *c, int64_t now)
 void sched__prewarm_tick(void)
 {
 	int64_t now = util_now_ms();
-	struct pw_config c = {.now_ms = dclock(now), .price = PW_PRICE, .hold_ms = PW_HOLD_MS,
+	struct pw_config c = {.now_ms = dclock(now), .price = PW_PRICE,
+			      .cold_penalty_s = PW_COLD_PENALTY_S, .hold_ms = PW_HOLD_MS,
 			      .down_ratio = PW_DOWN_RATIO, .min_idle_ms = PW_MIN_IDLE_MS};
 
 	if (now < pw.next_tick_ms || server.stopping || !any_policy())
 		return;
 	pw.next_tick_ms = now + (int64_t)(PREWARM_TICK_MS * scale());
+	pw.last_tick_ms = now;
 	model_get();
 	demand_advance(pw.d, dclock(now));
 	for (size_t i = 0; i < sched__s.nmodels; i++) {
@@ -401,7 +412,7 @@ int64_t sched__prewarm_next(void)
 	return !server.stopping && any_policy() ? pw.next_tick_ms : -1;
 }
 
-int sched__prewarm_keeps(const struct srunner *sr, int64_t *until)
+static int keeps(const struct srunner *sr, int64_t *until)
 {
 	const struct mstate *m = sr->m;
 
@@ -410,6 +421,24 @@ int sched__prewarm_keeps(const struct srunner *sr, int64_t *until)
 		return 0;
 	*until = m->pw.kept_until_ms;
 	return 1;
+}
+
+int64_t sched__prewarm_idle_at(const struct srunner *sr)
+{
+	int64_t at = idle_due(sr), until;
+
+	if (keeps(sr, &until) && until > at)
+		return until;
+	/*
+	 * A `prewarm` model's runner that came due between two ticks waits
+	 * for the next one: the policy decides whether it stays, instead of
+	 * the timer stopping it a moment before a tick would have kept it
+	 * (and the tick then starting another, cold).
+	 */
+	if (sr->m->model->prewarm && !sr->m->retired && !server.stopping && any_policy() &&
+	    pw.last_tick_ms < at && pw.next_tick_ms > at)
+		return pw.next_tick_ms;
+	return at;
 }
 
 void sched__prewarm_admin_json(const struct mstate *m, struct json_object *o)

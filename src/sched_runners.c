@@ -516,16 +516,6 @@ static int positions_due(void)
 
 /* ---- idle stops and the timer ---- */
 
-/* When sr stops for idleness: its idle_timeout after its last use, or later while the policy keeps it. */
-static int64_t idle_deadline(const struct srunner *sr)
-{
-	int64_t at = sr->r->last_used_ms + scaled(sr->m->model->idle_timeout_ms), until;
-
-	if (sched__prewarm_keeps(sr, &until) && until > at)
-		return until;
-	return at;
-}
-
 /*
  * Stops runners idle past their model's idle_timeout, above min_instances;
  * a runner the pre-warm policy keeps (demand is predicted) stays.
@@ -538,7 +528,7 @@ static void stop_idle(struct mstate *m, int64_t now)
 		if (live <= m->model->min_instances)
 			return;
 		if (sr->job || !runner_idle(sr->r) || m->model->runtime == REG_RUNTIME_EXTERNAL ||
-		    idle_deadline(sr) > now)
+		    sched__prewarm_idle_at(sr) > now)
 			continue;
 		runner_stop(sr->r, "idle");
 		live--;
@@ -564,8 +554,8 @@ static int64_t next_deadline(void)
 			continue;
 		for (const struct srunner *sr = m->runners; sr; sr = sr->next)
 			if (sr->job == NULL && runner_idle(sr->r) &&
-			    (next < 0 || idle_deadline(sr) < next))
-				next = idle_deadline(sr);
+			    (next < 0 || sched__prewarm_idle_at(sr) < next))
+				next = sched__prewarm_idle_at(sr);
 	}
 	return next;
 }

@@ -368,8 +368,12 @@ void sched__prewarm_dispatched(struct mstate *m, const struct sjob *sj);
 void sched__prewarm_tick(void);
 /* The next moment the tick is due, or -1 when no model uses the policy. */
 int64_t sched__prewarm_next(void);
-/* 1 while the policy keeps sr past its idle time; *until gets until when. */
-int sched__prewarm_keeps(const struct srunner *sr, int64_t *until);
+/*
+ * When sr stops for idleness: idle_timeout after its last use, later while
+ * the policy keeps it, and for a `prewarm` model not before the policy's
+ * tick has seen it due.
+ */
+int64_t sched__prewarm_idle_at(const struct srunner *sr);
 /* The admin view's "prewarm" object of m, put into o. */
 void sched__prewarm_admin_json(const struct mstate *m, struct json_object *o);
 /* Shutdown: the demand model saved into the meta rows and freed. */
