@@ -600,9 +600,10 @@ START_TEST(spoiled_object_info_changes_nothing)
 {
 	const char *not_read = "model server nodes not read model=ext";
 	struct proxy px = {0};
-	char port[16], log[600], models[2048], saved[600];
+	char port[16], log[600], models[2048], saved[600], out[600], tmp[600];
+	/* Its output and temp directories in the test's own, not in the working directory. */
 	char *argv[] = {(char *)tu_bin("fnrun-worker"), "--model", "sim", "--step-ms", "0", "--port",
-			port, NULL};
+			port, "--output-directory", out, "--temp-directory", tmp, NULL};
 	struct json_object *ps;
 	pid_t worker;
 	char *text;
@@ -610,6 +611,8 @@ START_TEST(spoiled_object_info_changes_nothing)
 
 	snprintf(port, sizeof port, "%d", tu_free_port());
 	snprintf(log, sizeof log, "%s/worker.log", g.dir);
+	snprintf(out, sizeof out, "%s/ext-output", g.dir);
+	snprintf(tmp, sizeof tmp, "%s/ext-temp", g.dir);
 	argv[0] = strdup(argv[0]);
 	worker = tu_spawn(argv, log);
 	ck_assert_int_gt(worker, 0);
