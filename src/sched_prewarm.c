@@ -435,7 +435,7 @@ int64_t sched__prewarm_idle_at(const struct srunner *sr)
 	 * the timer stopping it a moment before a tick would have kept it
 	 * (and the tick then starting another, cold).
 	 */
-	if (sr->m->model->prewarm && !sr->m->retired && !server.stopping && any_policy() &&
+	if (sr->m->model->prewarm && !sr->m->retired && !server.stopping && /* so the tick runs */
 	    pw.last_tick_ms < at && pw.next_tick_ms > at)
 		return pw.next_tick_ms;
 	return at;

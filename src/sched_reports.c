@@ -242,11 +242,6 @@ void sched__on_done(struct runner *r, uint64_t ticket, struct json_object *outpu
 
 /* ---- errors ---- */
 
-/* The model server's error is the GPU out of memory (PyTorch's texts: comfy_is_oom). */
-static int is_oom(const char *exc_type, const char *detail)
-{
-	return comfy_is_oom(exc_type, detail);
-}
 
 /*
  * Out of memory: one quality down when the function allows it (the user is
@@ -297,18 +292,18 @@ static void model_error(struct srunner *sr, struct sjob *sj, const char *exc_typ
 	struct mstate *fb = sched__fallback_state(model);
 
 	if (sched__calib_job(sj)) { /* the measure failed: nothing to retry elsewhere */
-		sched__fail_job(sj, is_oom(exc_type, detail) ? "OUT_OF_MEMORY" : "INTERNAL",
+		sched__fail_job(sj, comfy_is_oom(exc_type, detail) ? "OUT_OF_MEMORY" : "INTERNAL",
 				"The calibration run failed", NULL, NULL, tech);
 		sched__model_error(sr->m, tech);
 		return;
 	}
 	/* Out of memory on a variant on trial: its baseline tries the same quality first. */
-	if (!rejected && is_oom(exc_type, detail) && !(model->rollout && fb)) {
+	if (!rejected && comfy_is_oom(exc_type, detail) && !(model->rollout && fb)) {
 		oom(sj, model, tech);
 		sched__outcome(sr->m, 1, 1, -1);
 		return;
 	}
-	if (!rejected && is_oom(exc_type, detail)) {
+	if (!rejected && comfy_is_oom(exc_type, detail)) {
 		sched__outcome(sr->m, 1, 1, -1);
 		sched__add_tried(sj->job, model->id, 0);
 		sched__note_fallback(sj, model->id, fb->model);
